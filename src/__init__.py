@@ -1,0 +1,1 @@
+"""BERT and NEZHA pretraining, finetuning and evaluation on MindSpore."""

@@ -1,0 +1,103 @@
+"""Model configuration: the BertConfig dataclass and the YAML presets under configs/model/."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+RELATIVE_POSITION_TYPES = ("functional", "learned")
+FLOAT_TYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Hyper-parameters of BertModel; field names follow the model zoo's BertConfig.
+
+    use_relative_positions switches to NEZHA: no absolute position embedding, and a relative-position term
+    added to attention scores and outputs. relative_position_type picks how that term is made:
+    "functional" (the NEZHA paper and public NEZHA weights: fixed sinusoids, clipped at max_relative_position=64)
+    or "learned" (the MindSpore model zoo's BERT_NEZHA: one trainable table per layer, clipped at 16).
+    hidden_act "gelu" is the exact erf GELU (HuggingFace); "gelu_tanh" the tanh approximation that
+    Google's TF BERT and the MindSpore model zoo use.
+    """
+
+    seq_length: int = 128
+    vocab_size: int = 21128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    use_relative_positions: bool = False
+    relative_position_type: str = "functional"
+    max_relative_position: int = 64
+    layer_norm_eps: float = 1e-12
+    dtype: str = "float32"
+    compute_type: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act '{self.hidden_act}' is not one of {', '.join(ACTIVATIONS)}")
+        if self.relative_position_type not in RELATIVE_POSITION_TYPES:
+            raise ValueError(f"relative_position_type '{self.relative_position_type}' is not one of "
+                             f"{', '.join(RELATIVE_POSITION_TYPES)}")
+        for field in ("dtype", "compute_type"):
+            if getattr(self, field) not in FLOAT_TYPES:
+                raise ValueError(f"{field} '{getattr(self, field)}' is not one of {', '.join(FLOAT_TYPES)}")
+        if self.seq_length > self.max_position_embeddings:
+            raise ValueError(f"seq_length {self.seq_length} exceeds max_position_embeddings "
+                             f"{self.max_position_embeddings}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def replace(self, **changes: Any) -> "BertConfig":
+        """A copy with some fields changed (e.g. dropout off for evaluation, a vocab size from vocab.txt)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def known_presets() -> list[str]:
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+
+
+def dataclass_from_mapping(cls: type, values: dict[str, Any], source: str) -> Any:
+    """Build a dataclass from a YAML mapping, naming the file and the bad key on an unknown field."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping of {cls.__name__} fields, got {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{source}: unknown {cls.__name__} field(s) {', '.join(unknown)}; "
+                         f"known fields are {', '.join(sorted(fields))}")
+    return cls(**values)
+
+
+def load_bert_config(name_or_path: str | Path, **overrides: Any) -> BertConfig:
+    """Load a preset by name ("tiny", "base", "nezha-base", ...) or a YAML file by path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown model preset '{name_or_path}': known presets are "
+                             f"{', '.join(known_presets())}, or pass the path of a YAML file")
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    return dataclass_from_mapping(BertConfig, {**values, **overrides}, str(path))

@@ -1,0 +1,61 @@
+"""BertForPreTraining equals HuggingFace's, converted through tools/convert_checkpoint.py (fp32, eval mode)."""
+import mindspore as ms
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from src.bert_for_pre_training import BertNetworkWithLoss
+from src.checkpoint import load_into
+from tests.helpers import SMALL, convert_hf, gather_hf_mlm, hf_mlm_labels, make_batch, ms_outputs, perturb_, torch_inputs
+
+ATOL = 1e-4
+LENGTHS = {"no_padding": [16, 16, 16], "padding": [16, 11, 5]}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**SMALL, attn_implementation="eager")
+    hf = perturb_(transformers.BertForPreTraining(config))
+    return hf, convert_hf(hf, tmp_path_factory.mktemp("bert"))
+
+
+@pytest.mark.parametrize("padding", sorted(LENGTHS))
+def test_outputs_match_huggingface(models, padding):
+    hf, ours = models
+    batch = make_batch(1, 3, 16, SMALL["vocab_size"], LENGTHS[padding], n_masked=4)
+    with torch.no_grad():
+        reference = hf(**torch_inputs(batch), output_hidden_states=True)
+        pooled = hf.bert.pooler(reference.hidden_states[-1])
+    got = ms_outputs(ours, batch)
+    np.testing.assert_allclose(got["sequence"], reference.hidden_states[-1].numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got["pooled"], pooled.numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got["mlm"], gather_hf_mlm(reference.prediction_logits, batch), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(got["nsp"], reference.seq_relationship_logits.numpy(), atol=ATOL, rtol=0)
+
+
+def test_padding_changes_nothing_for_real_tokens(models):
+    """The mask is honoured: a sequence padded with junk gives the same outputs on its real tokens."""
+    _, ours = models
+    batch = make_batch(2, 1, 16, SMALL["vocab_size"], [9], n_masked=3)
+    junk = dict(batch, input_ids=batch["input_ids"].copy())
+    junk["input_ids"][0, 9:] = 7
+    a, b = ms_outputs(ours, batch), ms_outputs(ours, junk)
+    np.testing.assert_allclose(a["sequence"][0, :9], b["sequence"][0, :9], atol=1e-6)
+    assert np.abs(a["sequence"][0, 9:] - b["sequence"][0, 9:]).max() > 1e-3
+
+
+def test_pretraining_loss_matches_huggingface(models):
+    hf, ours = models
+    batch = make_batch(3, 3, 16, SMALL["vocab_size"], LENGTHS["padding"], n_masked=4)
+    with_loss = BertNetworkWithLoss(ours.bert.config)
+    load_into(with_loss, {p.name: p.asnumpy() for p in ours.get_parameters()}, "converted model")
+    with_loss.set_train(False)
+    order = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
+             "masked_lm_ids", "masked_lm_weights")
+    loss = with_loss(*(ms.Tensor(batch[k]) for k in order)).asnumpy()
+    with torch.no_grad():
+        reference = hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
+                       next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long))
+    assert loss == pytest.approx(reference.loss.item(), abs=ATOL)

@@ -101,3 +101,10 @@ def load_bert_config(name_or_path: str | Path, **overrides: Any) -> BertConfig:
     with open(path, encoding="utf-8") as handle:
         values = yaml.safe_load(handle) or {}
     return dataclass_from_mapping(BertConfig, {**values, **overrides}, str(path))
+
+
+def save_bert_config(config: BertConfig, path: str | Path) -> Path:
+    """Write config as a YAML that load_bert_config reads back (kept next to converted checkpoints)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    return path

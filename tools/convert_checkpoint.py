@@ -20,13 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.bert_for_pre_training import BertForPreTraining  # noqa: E402
 from src.checkpoint import load_into, read_checkpoint, write_checkpoint  # noqa: E402
-from src.config import BertConfig, load_bert_config  # noqa: E402
+from src.config import BertConfig, load_bert_config, save_bert_config  # noqa: E402
 from src.convert import (config_from_hf_json, hf_json_from_config, hf_to_ms, ms_to_hf, tf_to_ms,  # noqa: E402
                          zoo_to_ms)
 
@@ -92,8 +91,7 @@ def to_mindspore(args: argparse.Namespace) -> None:
     network = BertForPreTraining(config)
     unused = load_into(network, params, f"{args.input}", allow_missing=("cls.",) if args.allow_missing_heads else ())
     write_checkpoint(network, args.output)
-    yaml_path = args.output.with_suffix(".yaml")
-    yaml_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    yaml_path = save_bert_config(config, args.output.with_suffix(".yaml"))
     print(f"wrote {args.output} ({len(list(network.get_parameters()))} parameters) and its config {yaml_path}")
     if skipped or unused:
         left_out = skipped + unused

@@ -1,6 +1,7 @@
 """Model configuration: the BertConfig dataclass and the YAML presets under configs/model/."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,17 @@ class BertConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def str2bool(value: str | bool) -> bool:
+    """argparse type for the model zoo's "true"/"false" flags."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def known_presets() -> list[str]:

@@ -1,0 +1,169 @@
+"""Plain-text documents -> masked-LM / NSP pretraining records (TFRecord + schema json, or MindRecord).
+
+Input: text files with one sentence a line and a blank line between documents (tools/wiki_to_text.py makes
+them from a Wikipedia dump). Flags and defaults are those of google-research/bert create_pretraining_data.py.
+
+    python tools/create_pretraining_data.py --input_file "text/*.txt" --output_dir records/ \
+        --vocab_file vocab.txt --max_seq_length 128 --processes 8
+
+The corpus is streamed in chunks of --docs_per_shard documents; each chunk becomes one shard, made by one of
+--processes worker processes with its own seed, so memory stays bounded by the chunk size whatever the corpus
+size, and the output is byte-identical for a given seed whatever the number of processes.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import multiprocessing
+import random
+import sys
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.config import BertConfig, load_bert_config, str2bool  # noqa: E402
+from src.corpus import read_documents  # noqa: E402
+from src.pretraining_data import (MaskingOptions, chinese_word_starts, create_training_instances,  # noqa: E402
+                                  instance_to_features)
+from src.records import RECORD_SUFFIX, write_records, write_schema  # noqa: E402
+from src.tokenization import FullTokenizer  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    vocab_file: str
+    do_lower_case: bool
+    options: MaskingOptions
+    dupe_factor: int
+    random_seed: int
+    output_dir: str
+    dataset_format: str
+    chinese_whole_word: bool
+
+
+def expand_inputs(patterns: str) -> list[Path]:
+    files = sorted({Path(f) for pattern in patterns.split(",") for f in glob.glob(pattern.strip())})
+    if not files:
+        raise SystemExit(f"no input file matches '{patterns}': pass text files (one sentence a line, "
+                         f"blank lines between documents), e.g. made by tools/wiki_to_text.py")
+    return files
+
+
+def document_chunks(files: list[Path], docs_per_chunk: int) -> Iterator[list[list[str]]]:
+    chunk: list[list[str]] = []
+    for path in files:
+        for document in read_documents(path):
+            chunk.append(document)
+            if len(chunk) == docs_per_chunk:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def make_shard(shard_index: int, documents: list[list[str]], settings: ShardSettings) -> tuple[Path, int, dict]:
+    """Tokenize, pair, mask and write one chunk of documents. Runs in a worker process."""
+    tokenizer = FullTokenizer(settings.vocab_file, settings.do_lower_case)
+    tokenized = [tokenizer.tokenize_batch(document) for document in documents]
+    word_starts = None
+    if settings.chinese_whole_word:
+        import jieba
+        jieba.setLogLevel(60)
+        word_starts = [[chinese_word_starts(sentence, tokens, jieba.lcut) for sentence, tokens in zip(doc, tok_doc)]
+                       for doc, tok_doc in zip(documents, tokenized)]
+    rng = random.Random(settings.random_seed + shard_index)
+    instances = create_training_instances(tokenized, settings.options, list(tokenizer.vocab), rng,
+                                          settings.dupe_factor, word_starts)
+    rows = [instance_to_features(instance, tokenizer.vocab, settings.options.max_seq_length,
+                                 settings.options.max_predictions_per_seq) for instance in instances]
+    path = Path(settings.output_dir) / f"part-{shard_index:05d}{RECORD_SUFFIX[settings.dataset_format]}"
+    count = write_records(rows, path, settings.dataset_format)
+    return path, count, rows[0] if rows else {}
+
+
+def create_pretraining_records(files: list[Path], settings: ShardSettings, docs_per_shard: int,
+                               processes: int) -> tuple[list[Path], int]:
+    """All shards, made by a bounded pool of workers; returns the shard paths and the total row count."""
+    Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
+    shards, total, example = [], 0, {}
+    progress = tqdm(desc="shards", unit="shard", file=sys.stderr)
+
+    def collect(result: tuple[Path, int, dict]) -> None:
+        nonlocal total, example
+        shards.append(result[0])
+        total += result[1]
+        example = example or result[2]
+        progress.update(1)
+
+    chunks = document_chunks(files, docs_per_shard)
+    if processes <= 1:
+        for index, chunk in enumerate(chunks):
+            collect(make_shard(index, chunk, settings))
+    else:
+        with multiprocessing.Pool(processes) as pool:
+            pending: deque = deque()
+            for index, chunk in enumerate(chunks):
+                pending.append(pool.apply_async(make_shard, (index, chunk, settings)))
+                while len(pending) >= 2 * processes:  # bounded: at most 2 chunks per worker in memory
+                    collect(pending.popleft().get())
+            while pending:
+                collect(pending.popleft().get())
+    progress.close()
+    if not total:
+        raise SystemExit(f"no pretraining instance came out of {len(files)} input file(s): are they empty?")
+    if settings.dataset_format == "tfrecord":
+        write_schema(example, total, Path(settings.output_dir) / "schema.json")
+    return sorted(shards), total
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input_file", required=True, help="comma-separated files or globs")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--vocab_file", required=True)
+    parser.add_argument("--do_lower_case", type=str2bool, default=True)
+    parser.add_argument("--do_whole_word_mask", type=str2bool, default=False)
+    parser.add_argument("--chinese_word_segmentation", type=str2bool, default=False,
+                        help="with --do_whole_word_mask: find Chinese word boundaries with jieba")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
+    parser.add_argument("--random_seed", type=int, default=12345)
+    parser.add_argument("--dupe_factor", type=int, default=10)
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
+    parser.add_argument("--short_seq_prob", type=float, default=0.1)
+    parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
+    parser.add_argument("--docs_per_shard", type=int, default=5000)
+    parser.add_argument("--processes", type=int, default=max(1, multiprocessing.cpu_count() - 1))
+    parser.add_argument("--config", help="model preset or YAML: checks the vocab fits its vocab_size")
+    return parser.parse_args(argv)
+
+
+def check_vocab_fits(vocab_size: int, config: BertConfig, vocab_file: str, config_name: str) -> None:
+    if vocab_size > config.vocab_size:
+        raise SystemExit(f"vocab file {vocab_file} has {vocab_size} tokens but config '{config_name}' has "
+                         f"vocab_size {config.vocab_size}: use a config whose vocab_size is at least {vocab_size}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    options = MaskingOptions(args.max_seq_length, args.short_seq_prob, args.masked_lm_prob,
+                             args.max_predictions_per_seq, args.do_whole_word_mask)
+    settings = ShardSettings(args.vocab_file, args.do_lower_case, options, args.dupe_factor, args.random_seed,
+                             args.output_dir, args.dataset_format,
+                             args.do_whole_word_mask and args.chinese_word_segmentation)
+    vocab_size = len(FullTokenizer(args.vocab_file, args.do_lower_case).vocab)
+    if args.config:
+        check_vocab_fits(vocab_size, load_bert_config(args.config), args.vocab_file, args.config)
+    shards, total = create_pretraining_records(expand_inputs(args.input_file), settings, args.docs_per_shard,
+                                               args.processes)
+    print(f"wrote {total} instances in {len(shards)} shard(s) to {args.output_dir} "
+          f"(vocab {vocab_size} tokens; settings {asdict(options)})")
+
+
+if __name__ == "__main__":
+    main()

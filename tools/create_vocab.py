@@ -1,0 +1,32 @@
+"""Train a BERT WordPiece vocab.txt on plain-text files (the `tokenizers` package), for users without one.
+
+    python tools/create_vocab.py --input_file "wiki_text/*.txt" --output_dir vocab/ --vocab_size 30000
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.config import str2bool  # noqa: E402
+from src.tokenization import train_vocab  # noqa: E402
+from tools.create_pretraining_data import expand_inputs  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input_file", required=True, help="comma-separated files or globs")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--vocab_size", type=int, default=30000)
+    parser.add_argument("--min_frequency", type=int, default=2)
+    parser.add_argument("--do_lower_case", type=str2bool, default=True)
+    args = parser.parse_args(argv)
+    path = train_vocab(expand_inputs(args.input_file), args.output_dir, args.vocab_size, args.min_frequency,
+                       args.do_lower_case)
+    print(f"wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} tokens)")
+
+
+if __name__ == "__main__":
+    main()

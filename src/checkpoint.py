@@ -14,8 +14,12 @@ import numpy as np
 from mindspore import nn
 
 
-def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Path) -> Path:
-    """Write a .ckpt so that a reader never sees a half-written file: temporary file, then atomic rename."""
+def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Path,
+                     extra: Mapping[str, int | float] | None = None) -> Path:
+    """Write a .ckpt so that a reader never sees a half-written file: temporary file, then atomic rename.
+
+    extra: scalars stored beside the parameters (e.g. how many batches the run consumed).
+    """
     path = Path(path)
     if path.suffix != ".ckpt":
         raise ValueError(f"checkpoint path {path} must end in .ckpt")
@@ -26,7 +30,7 @@ def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Pat
     else:
         save_obj = [{"name": name, "data": ms.Tensor(np.ascontiguousarray(value))} for name, value in params.items()]
     try:
-        ms.save_checkpoint(save_obj, str(partial))
+        ms.save_checkpoint(save_obj, str(partial), append_dict=dict(extra) if extra else None)
         os.replace(partial, path)
     finally:
         if partial.exists():

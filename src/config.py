@@ -120,3 +120,63 @@ def save_bert_config(config: BertConfig, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """One optimizer's hyper-parameters (a section of the model zoo's pretrain_config.yaml)."""
+
+    learning_rate: float = 3e-4
+    end_learning_rate: float = 0.0
+    power: float = 2.0
+    warmup_steps: int = 10000
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    beta1: float = 0.9
+    beta2: float = 0.999
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class LossScaleSettings:
+    """Dynamic loss scale: divide by factor on overflow, multiply after `window` clean steps."""
+
+    initial: float = 2.0 ** 32
+    factor: float = 2.0
+    window: int = 1000
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What run_pretrain.py reads from --config: the network preset, batch and optimizer settings."""
+
+    bert_network: str = "base"
+    batch_size: int = 32
+    optimizer: str = "Lamb"
+    optimizers: dict = dataclasses.field(default_factory=dict)  # name -> OptimizerSettings
+    loss_scale: LossScaleSettings = LossScaleSettings()
+    clip_norm: float = 1.0
+    seed: int = 0
+    shuffle_buffer: int = 10000
+
+    @property
+    def optimizer_settings(self) -> OptimizerSettings:
+        if self.optimizer not in self.optimizers:
+            raise ValueError(f"optimizer '{self.optimizer}' has no settings in the config: "
+                             f"add an optimizers.{self.optimizer} section")
+        return self.optimizers[self.optimizer]
+
+
+def load_pretrain_config(path: str | Path) -> PretrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} does not exist: pass one of the YAML files in configs/")
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    source = str(path)
+    optimizers = {name: dataclass_from_mapping(OptimizerSettings, settings, f"{source} optimizers.{name}")
+                  for name, settings in (values.pop("optimizers", None) or {}).items()}
+    loss_scale = dataclass_from_mapping(LossScaleSettings, values.pop("loss_scale", None) or {},
+                                        f"{source} loss_scale")
+    return dataclass_from_mapping(PretrainConfig, {**values, "optimizers": optimizers, "loss_scale": loss_scale},
+                                  source)

@@ -1,0 +1,125 @@
+"""BERT / NEZHA pretraining (masked LM + next sentence prediction), flags as the MindSpore model zoo's.
+
+    python run_pretrain.py --data_dir records/ --config configs/pretrain.yaml --device_target GPU
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import mindspore as ms
+
+from src.bert_for_pre_training import BertNetworkWithLoss
+from src.callbacks import CheckpointSaver, TrainingLogger, checkpoints_in
+from src.config import load_bert_config, load_pretrain_config, str2bool
+from src.dataset import create_pretraining_dataset
+from src.distributed import setup_device
+from src.optim import create_optimizer
+from src.training import fit, resume
+from src.train_step import TrainOneStepCell
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="BERT / NEZHA pretraining")
+    parser.add_argument("--distribute", type=str2bool, default=False, help="data-parallel run: true|false")
+    parser.add_argument("--epoch_size", type=int, default=1)
+    parser.add_argument("--device_num", type=int, default=1, help="taken from the collective when distributed")
+    parser.add_argument("--device_id", type=int, default=0)
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None,
+                        help="default: the best device present (Ascend, then GPU, then CPU)")
+    parser.add_argument("--enable_save_ckpt", type=str2bool, default=True)
+    parser.add_argument("--enable_lossscale", type=str2bool, default=True)
+    parser.add_argument("--do_shuffle", type=str2bool, default=True)
+    parser.add_argument("--enable_data_sink", type=str2bool, default=True)
+    parser.add_argument("--data_sink_steps", type=int, default=1)
+    parser.add_argument("--accumulation_steps", type=int, default=1)
+    parser.add_argument("--save_checkpoint_path", default="", help="default: ./ckpt_{rank}")
+    parser.add_argument("--load_checkpoint_path", default="",
+                        help="a checkpoint of this script to resume from, or a directory of them (newest is "
+                             "used), or weights (converted) to start from")
+    parser.add_argument("--save_checkpoint_steps", type=int, default=1000)
+    parser.add_argument("--save_checkpoint_num", type=int, default=1)
+    parser.add_argument("--train_steps", type=int, default=-1, help="stop after this many steps (-1: epochs)")
+    parser.add_argument("--data_dir", default="")
+    parser.add_argument("--schema_dir", default="", help="schema json of TFRecords (optional)")
+    parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
+    parser.add_argument("--config", default=str(Path(__file__).parent / "configs" / "pretrain.yaml"),
+                        help="run config YAML: network preset, batch size, optimizer")
+    parser.add_argument("--output_dir", default=".", help="where train_log.txt and metrics.jsonl go")
+    return parser.parse_args(argv)
+
+
+def latest_checkpoint(path: str) -> str:
+    """A file as given; for a directory, its newest checkpoint_bert-*.ckpt."""
+    if Path(path).is_dir():
+        found = checkpoints_in(Path(path), "checkpoint_bert")
+        if not found:
+            raise FileNotFoundError(f"load_checkpoint_path {path} holds no checkpoint_bert-*.ckpt to resume from")
+        return str(found[-1])
+    return path
+
+
+def run(args: argparse.Namespace) -> Path | None:
+    """Pretrain; returns the last checkpoint written (None when saving is off)."""
+    run_config = load_pretrain_config(args.config)
+    rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
+    ms.set_seed(run_config.seed)
+    ms.dataset.config.set_seed(run_config.seed)
+    bert_config = load_bert_config(run_config.bert_network)
+    if not args.data_dir:
+        raise SystemExit("--data_dir is required: the directory of pretraining records "
+                         "(tools/create_pretraining_data.py makes them)")
+    # The dataset is built twice: once to learn the epoch length and the step to resume from.
+    network = BertNetworkWithLoss(bert_config)
+    _, steps_per_epoch = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+                                                    args.dataset_format, False, device_num, rank,
+                                                    vocab_size=bert_config.vocab_size)
+    total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * steps_per_epoch
+    settings = run_config.optimizer_settings
+    optimizer = create_optimizer(run_config.optimizer, settings, network.trainable_params(),
+                                 decay_steps=max(total_steps // args.accumulation_steps, 1))
+    train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if args.enable_lossscale else None,
+                                  run_config.clip_norm, args.accumulation_steps)
+    train_cell.set_train()
+    start_step = resume(train_cell, network, latest_checkpoint(args.load_checkpoint_path)) \
+        if args.load_checkpoint_path else 0
+    epochs_needed = -(-total_steps // steps_per_epoch)
+    dataset, _ = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+                                            args.dataset_format, args.do_shuffle, device_num, rank,
+                                            epochs=epochs_needed, skip_batches=start_step,
+                                            shuffle_buffer=run_config.shuffle_buffer)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logger = TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * device_num,
+                            output_dir / "train_log.txt", output_dir / "metrics.jsonl", optimizer,
+                            optimizer.learning_rate, args.enable_lossscale)
+    callbacks = [logger]
+    saver = None
+    if args.enable_save_ckpt:
+        checkpoint_dir = Path(args.save_checkpoint_path or ".") / f"ckpt_{rank}"
+        saver = CheckpointSaver(train_cell, checkpoint_dir, args.save_checkpoint_steps, args.save_checkpoint_num,
+                                steps_per_epoch, start_step)
+        callbacks.append(saver)
+    print(f"pretraining {run_config.bert_network} with {run_config.optimizer} on {ms.get_context('device_target')}: "
+          f"steps {start_step + 1}..{total_steps}, {steps_per_epoch} per epoch, batch {run_config.batch_size} "
+          f"x {device_num} device(s)", flush=True)
+    fit(train_cell, dataset, total_steps - start_step, callbacks, args.enable_data_sink, args.data_sink_steps)
+    if saver is None:
+        return None
+    found = checkpoints_in(saver.directory, saver.prefix)
+    return found[-1] if found else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        checkpoint = run(args)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        sys.exit(f"run_pretrain.py: {error}")
+    if checkpoint:
+        print(f"last checkpoint: {checkpoint}")
+
+
+if __name__ == "__main__":
+    main()

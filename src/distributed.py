@@ -1,0 +1,42 @@
+"""Device selection and data-parallel initialisation: HCCL on Ascend, NCCL on GPU, MindSpore's own collective
+on CPU (msrun / mpirun). Rank and group size come from the launcher's environment through init()."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import mindspore as ms
+from mindspore.communication import get_group_size, get_rank, init
+from mindspore.context import ParallelMode
+
+DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
+
+
+def best_device_target() -> str:
+    """Ascend if its runtime loads, then GPU, then CPU (MindSpore prints its plugin probing; kept quiet)."""
+    for target in ("Ascend", "GPU"):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            available = ms.hal.is_available(target)
+        if available:
+            return target
+    return "CPU"
+
+
+def setup_device(device_target: str | None, device_id: int = 0, distribute: bool = False) -> tuple[int, int]:
+    """Graph mode on the chosen device; with distribute, joins the collective. Returns (rank, device_num)."""
+    target = device_target or best_device_target()
+    if target not in DEVICE_TARGETS:
+        raise ValueError(f"device_target '{target}' is not one of {', '.join(DEVICE_TARGETS)}")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if target == "CPU" or distribute:
+        ms.set_device(target)
+    else:
+        ms.set_device(target, device_id)
+    if not distribute:
+        return 0, 1
+    init()
+    rank, device_num = get_rank(), get_group_size()
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=device_num)
+    return rank, device_num

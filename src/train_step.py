@@ -1,0 +1,80 @@
+"""The train-one-step cell shared by pretraining and every finetuning task.
+
+One cell, in the model zoo's loss-scale pattern, for any network that returns a scalar loss:
+scaled backward pass -> data-parallel gradient mean -> unscale -> optional accumulation over N micro-batches ->
+overflow check -> loss-scale update -> global-norm clip -> optimizer step, skipped on overflow.
+The overflow check tests that every gradient is finite instead of reading the NPU float status that
+nn.TrainOneStepWithLossScaleCell uses, so it runs on CPU, GPU and Ascend alike.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.communication.management import get_group_size
+from mindspore.context import ParallelMode
+
+from src.config import LossScaleSettings
+
+
+def _all_finite(gradients: tuple[Tensor, ...]) -> Tensor:
+    return ops.stack([ops.isfinite(g).all() for g in gradients]).all()
+
+
+class TrainOneStepCell(nn.Cell):
+    """Calls network(*inputs) -> loss and updates optimizer.parameters. Returns (loss, overflow, loss_scale).
+
+    loss_scale None: no scaling; an overflowing step (a non-finite gradient, e.g. from a NaN loss) is still
+    skipped, so the weights stay finite and the caller can stop with a clear message.
+    accumulation_steps N: every call adds its gradients to buffers; the optimizer steps on the mean of N
+    micro-batches, every N-th call (an overflow anywhere in the window skips that step).
+    """
+
+    def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, loss_scale: LossScaleSettings | None = None,
+                 clip_norm: float | None = 1.0, accumulation_steps: int = 1) -> None:
+        super().__init__(auto_prefix=False)
+        self.network = network
+        self.network.set_grad()
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+        initial = loss_scale.initial if loss_scale else 1.0
+        self.loss_scale = Parameter(Tensor(initial, ms.float32), name="loss_scale")
+        self.scale_update = (nn.DynamicLossScaleUpdateCell(initial, loss_scale.factor, loss_scale.window)
+                             if loss_scale else None)
+        self.clip_norm = clip_norm
+        self.accumulation_steps = accumulation_steps
+        if accumulation_steps > 1:
+            self.accumulated_grads = self.weights.clone(prefix="accumulated_grads", init="zeros")
+            self.micro_step = Parameter(Tensor(0, ms.int32), name="micro_step")
+            self.window_overflow = Parameter(Tensor(False, ms.bool_), name="window_overflow")
+        self.reducer = None
+        if ms.get_auto_parallel_context("parallel_mode") in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL):
+            self.reducer = nn.DistributedGradReducer(self.weights, True, get_group_size())
+
+    def construct(self, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        loss = self.network(*inputs)
+        scale = self.loss_scale.value()
+        grads = self.grad(self.network, self.weights)(*inputs, scale.astype(loss.dtype))
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+        grads = tuple(g.astype(ms.float32) / scale for g in grads)
+        overflow = ops.logical_not(_all_finite(grads))
+        if self.accumulation_steps > 1:
+            for buffer, grad in zip(self.accumulated_grads, grads):
+                ops.assign_add(buffer, grad)
+            ops.assign(self.window_overflow, ops.logical_or(self.window_overflow, overflow))
+            ops.assign_add(self.micro_step, Tensor(1, ms.int32))
+            if self.micro_step % self.accumulation_steps != 0:
+                return loss, overflow, scale
+            grads = tuple(buffer / self.accumulation_steps for buffer in self.accumulated_grads)
+            overflow = self.window_overflow.value()
+            for buffer in self.accumulated_grads:
+                ops.assign(buffer, ops.zeros_like(buffer))
+            ops.assign(self.window_overflow, Tensor(False, ms.bool_))
+        if self.scale_update is not None:
+            overflow = self.scale_update(self.loss_scale, overflow)
+        if self.clip_norm is not None:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        if not overflow:
+            loss = ops.depend(loss, self.optimizer(grads))
+        return loss, overflow, scale

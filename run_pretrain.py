@@ -16,7 +16,7 @@ from src.config import load_bert_config, load_pretrain_config, str2bool
 from src.dataset import create_pretraining_dataset
 from src.distributed import setup_device
 from src.optim import create_optimizer
-from src.training import fit, resume
+from src.training import fit, latest_checkpoint, resume
 from src.train_step import TrainOneStepCell
 
 
@@ -48,16 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run config YAML: network preset, batch size, optimizer")
     parser.add_argument("--output_dir", default=".", help="where train_log.txt and metrics.jsonl go")
     return parser.parse_args(argv)
-
-
-def latest_checkpoint(path: str) -> str:
-    """A file as given; for a directory, its newest checkpoint_bert-*.ckpt."""
-    if Path(path).is_dir():
-        found = checkpoints_in(Path(path), "checkpoint_bert")
-        if not found:
-            raise FileNotFoundError(f"load_checkpoint_path {path} holds no checkpoint_bert-*.ckpt to resume from")
-        return str(found[-1])
-    return path
 
 
 def run(args: argparse.Namespace) -> Path | None:

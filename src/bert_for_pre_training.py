@@ -107,3 +107,23 @@ class BertNetworkWithLoss(BertForPreTraining):
                                                                       masked_lm_positions)
         return pretraining_loss(prediction_scores, seq_relationship_score, masked_lm_ids, masked_lm_weights,
                                 next_sentence_labels)
+
+
+class BertPretrainingAccuracy(BertForPreTraining):
+    """Counts for MLM and NSP accuracy over one batch of pretraining records (same inputs as the loss network):
+    (masked tokens predicted right, masked tokens, NSP labels predicted right, sequences).
+
+    Padding slots of masked_lm_positions (weight 0) do not count. Sums, not means, so batches add up exactly.
+    """
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, token_type_ids: Tensor, next_sentence_labels: Tensor,
+                  masked_lm_positions: Tensor, masked_lm_ids: Tensor,
+                  masked_lm_weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        prediction_scores, seq_relationship_score = super().construct(input_ids, input_mask, token_type_ids,
+                                                                      masked_lm_positions)
+        weights = masked_lm_weights.reshape(-1).astype(ms.float32)
+        mlm_hits = ops.equal(prediction_scores.argmax(-1).astype(ms.int32), masked_lm_ids.reshape(-1).astype(ms.int32))
+        nsp_hits = ops.equal(seq_relationship_score.argmax(-1).astype(ms.int32),
+                             next_sentence_labels.reshape(-1).astype(ms.int32))
+        return ((mlm_hits.astype(ms.float32) * weights).sum(), weights.sum(),
+                nsp_hits.astype(ms.float32).sum(), ops.scalar_to_tensor(nsp_hits.shape[0], ms.float32))

@@ -79,6 +79,7 @@ class TrainingLogger(Callback):
                                      f"the last checkpoint")
 
 
+CONSUMED_BATCHES = "consumed_batches"  # stored in every checkpoint, so a resumed run skips that many batches
 CHECKPOINT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
 
 
@@ -111,7 +112,7 @@ class CheckpointSaver(Callback):
     def save(self, step: int) -> Path:
         epoch, _ = epoch_and_percent(step, self.steps_per_epoch)
         path = write_checkpoint(self.train_cell, self.directory / f"{self.prefix}-{epoch}_{step}.ckpt",
-                                extra={"consumed_batches": step})
+                                extra={CONSUMED_BATCHES: step})
         self.last_saved = step
         for old in checkpoints_in(self.directory, self.prefix)[:-self.keep]:
             old.unlink()

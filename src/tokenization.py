@@ -40,7 +40,7 @@ class FullTokenizer:
     def __init__(self, vocab_file: str | Path, do_lower_case: bool = True) -> None:
         self.vocab = load_vocab(vocab_file)
         self.inv_vocab = {index: token for token, index in self.vocab.items()}
-        self._tokenizer = BertWordPieceTokenizer(str(vocab_file), lowercase=do_lower_case,
+        self._tokenizer = BertWordPieceTokenizer(self.vocab, lowercase=do_lower_case,
                                                  strip_accents=do_lower_case, clean_text=True,
                                                  handle_chinese_chars=True, unk_token="[UNK]")
 

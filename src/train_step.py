@@ -46,7 +46,7 @@ class TrainOneStepCell(nn.Cell):
         if accumulation_steps > 1:
             self.accumulated_grads = self.weights.clone(prefix="accumulated_grads", init="zeros")
             self.micro_step = Parameter(Tensor(0, ms.int32), name="micro_step")
-            self.window_overflow = Parameter(Tensor(False, ms.bool_), name="window_overflow")
+            self.window_overflow = Parameter(Tensor(0, ms.int32), name="window_overflow")  # 1 once any overflowed
         self.reducer = None
         if ms.get_auto_parallel_context("parallel_mode") in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL):
             self.reducer = nn.DistributedGradReducer(self.weights, True, get_group_size())
@@ -62,15 +62,15 @@ class TrainOneStepCell(nn.Cell):
         if self.accumulation_steps > 1:
             for buffer, grad in zip(self.accumulated_grads, grads):
                 ops.assign_add(buffer, grad)
-            ops.assign(self.window_overflow, ops.logical_or(self.window_overflow, overflow))
+            ops.assign(self.window_overflow, ops.maximum(self.window_overflow, overflow.astype(ms.int32)))
             ops.assign_add(self.micro_step, Tensor(1, ms.int32))
             if self.micro_step % self.accumulation_steps != 0:
                 return loss, overflow, scale
             grads = tuple(buffer / self.accumulation_steps for buffer in self.accumulated_grads)
-            overflow = self.window_overflow.value()
+            overflow = self.window_overflow.value() > 0
             for buffer in self.accumulated_grads:
                 ops.assign(buffer, ops.zeros_like(buffer))
-            ops.assign(self.window_overflow, Tensor(False, ms.bool_))
+            ops.assign(self.window_overflow, Tensor(0, ms.int32))
         if self.scale_update is not None:
             overflow = self.scale_update(self.loss_scale, overflow)
         if self.clip_norm is not None:

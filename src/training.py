@@ -10,9 +10,17 @@ from mindspore import nn
 from mindspore.train import Model
 from mindspore.train.callback import Callback
 
+from src.callbacks import CONSUMED_BATCHES, checkpoints_in
 from src.checkpoint import load_into, read_checkpoint
 
-RUN_STATE = "consumed_batches"
+def latest_checkpoint(path: str | Path) -> str:
+    """A file as given; for a directory, its newest checkpoint_bert-*.ckpt."""
+    if Path(path).is_dir():
+        found = checkpoints_in(Path(path), "checkpoint_bert")
+        if not found:
+            raise FileNotFoundError(f"load_checkpoint_path {path} holds no checkpoint_bert-*.ckpt to resume from")
+        return str(found[-1])
+    return str(path)
 
 
 def resume(train_cell: nn.Cell, network: nn.Cell, path: str | Path) -> int:
@@ -26,7 +34,7 @@ def resume(train_cell: nn.Cell, network: nn.Cell, path: str | Path) -> int:
     if "global_step" in params:
         load_into(train_cell, params, f"checkpoint {path}",
                   allow_missing=("accumulated_grads.", "micro_step", "window_overflow"))
-        return int(np.asarray(params.get(RUN_STATE, 0)).reshape(-1)[0])
+        return int(np.asarray(params.get(CONSUMED_BATCHES, 0)).reshape(-1)[0])
     load_into(network, params, f"checkpoint {path}")
     return 0
 

@@ -1,0 +1,88 @@
+"""Masked-LM and next-sentence accuracy of a pretraining checkpoint on evaluation records.
+
+    python pretrain_eval.py --data_dir eval_records/ --load_checkpoint_path ckpt_0/ --config configs/pretrain.yaml
+
+Also prints the accuracy of always predicting the most frequent masked token of these records, the baseline a
+model must beat to have learned anything from context.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.bert_for_pre_training import BertPretrainingAccuracy
+from src.checkpoint import load_checkpoint_into
+from src.config import load_bert_config, load_pretrain_config
+from src.dataset import create_pretraining_dataset
+from src.distributed import setup_device
+from src.training import latest_checkpoint
+
+
+@dataclass
+class PretrainingAccuracy:
+    mlm_accuracy: float
+    nsp_accuracy: float
+    masked_tokens: int
+    sequences: int
+    most_frequent_token_accuracy: float
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="MLM / NSP accuracy of a pretraining checkpoint")
+    parser.add_argument("--data_dir", required=True, help="directory of evaluation records")
+    parser.add_argument("--schema_dir", default="", help="schema json of the TFRecords (optional)")
+    parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
+    parser.add_argument("--load_checkpoint_path", required=True,
+                        help="a checkpoint, or a directory of checkpoint_bert-*.ckpt (the newest is used)")
+    parser.add_argument("--config", default=str(Path(__file__).parent / "configs" / "pretrain.yaml"),
+                        help="the run config the checkpoint was trained with (its bert_network and batch_size)")
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None)
+    parser.add_argument("--device_id", type=int, default=0)
+    parser.add_argument("--output_file", default="", help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
+    run_config = load_pretrain_config(args.config)
+    setup_device(args.device_target, args.device_id)
+    bert_config = load_bert_config(run_config.bert_network).replace(hidden_dropout_prob=0.0,
+                                                                    attention_probs_dropout_prob=0.0)
+    network = BertPretrainingAccuracy(bert_config)
+    network.set_train(False)
+    load_checkpoint_into(network, latest_checkpoint(args.load_checkpoint_path))
+    dataset, _ = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+                                            args.dataset_format, do_shuffle=False, vocab_size=bert_config.vocab_size)
+    totals = np.zeros(4)
+    label_counts: Counter = Counter()
+    for batch in dataset.create_tuple_iterator():
+        totals += [float(x.asnumpy()) for x in network(*batch)]
+        ids, weights = batch[5].asnumpy().reshape(-1), batch[6].asnumpy().reshape(-1)
+        label_counts.update(ids[weights > 0].tolist())
+    mlm_hits, masked, nsp_hits, sequences = totals
+    return PretrainingAccuracy(mlm_accuracy=mlm_hits / masked, nsp_accuracy=nsp_hits / sequences,
+                               masked_tokens=int(masked), sequences=int(sequences),
+                               most_frequent_token_accuracy=label_counts.most_common(1)[0][1] / masked)
+
+
+def main(argv: list[str] | None = None) -> PretrainingAccuracy:
+    args = parse_args(argv)
+    try:
+        result = evaluate(args)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"pretrain_eval.py: {error}")
+    print(f"MLM accuracy: {result.mlm_accuracy:.4f} over {result.masked_tokens} masked tokens "
+          f"(most frequent token: {result.most_frequent_token_accuracy:.4f}); "
+          f"NSP accuracy: {result.nsp_accuracy:.4f} over {result.sequences} sequences")
+    if args.output_file:
+        Path(args.output_file).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,7 @@ from src.bert_for_pre_training import BertPretrainingAccuracy
 from src.checkpoint import load_checkpoint_into
 from src.config import load_bert_config, load_pretrain_config
 from src.dataset import create_pretraining_dataset
-from src.distributed import setup_device
+from src.distributed import compute_type_for_device, setup_device
 from src.training import latest_checkpoint
 
 
@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a checkpoint, or a directory of checkpoint_bert-*.ckpt (the newest is used)")
     parser.add_argument("--config", default=str(Path(__file__).parent / "configs" / "pretrain.yaml"),
                         help="the run config the checkpoint was trained with (its bert_network and batch_size)")
+    parser.add_argument("--bert_network", default="",
+                        help="model preset or YAML, overriding the config's bert_network")
     parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None)
     parser.add_argument("--device_id", type=int, default=0)
     parser.add_argument("--output_file", default="", help="also write the figures to this JSON file")
@@ -49,10 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
-    run_config = load_pretrain_config(args.config)
+    run_config = load_pretrain_config(args.config, bert_network=args.bert_network or None)
     setup_device(args.device_target, args.device_id)
-    bert_config = load_bert_config(run_config.bert_network).replace(hidden_dropout_prob=0.0,
-                                                                    attention_probs_dropout_prob=0.0)
+    bert_config = compute_type_for_device(load_bert_config(run_config.bert_network)).replace(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     network = BertPretrainingAccuracy(bert_config)
     network.set_train(False)
     load_checkpoint_into(network, latest_checkpoint(args.load_checkpoint_path))

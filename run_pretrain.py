@@ -14,7 +14,7 @@ from src.bert_for_pre_training import BertNetworkWithLoss
 from src.callbacks import CheckpointSaver, TrainingLogger, checkpoints_in
 from src.config import load_bert_config, load_pretrain_config, str2bool
 from src.dataset import create_pretraining_dataset
-from src.distributed import setup_device
+from src.distributed import compute_type_for_device, setup_device
 from src.optim import create_optimizer
 from src.training import fit, latest_checkpoint, resume
 from src.train_step import TrainOneStepCell
@@ -46,17 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
     parser.add_argument("--config", default=str(Path(__file__).parent / "configs" / "pretrain.yaml"),
                         help="run config YAML: network preset, batch size, optimizer")
+    parser.add_argument("--bert_network", default="",
+                        help="model preset or YAML, overriding the config's bert_network")
     parser.add_argument("--output_dir", default=".", help="where train_log.txt and metrics.jsonl go")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> Path | None:
     """Pretrain; returns the last checkpoint written (None when saving is off)."""
-    run_config = load_pretrain_config(args.config)
+    run_config = load_pretrain_config(args.config, bert_network=args.bert_network or None)
     rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
-    bert_config = load_bert_config(run_config.bert_network)
+    bert_config = compute_type_for_device(load_bert_config(run_config.bert_network))
     if not args.data_dir:
         raise SystemExit("--data_dir is required: the directory of pretraining records "
                          "(tools/create_pretraining_data.py makes them)")

@@ -72,7 +72,7 @@ def load_into(network: nn.Cell, params: Mapping[str, np.ndarray], source: str,
             raise ValueError(f"{source}: parameter '{name}' has shape {tuple(value.shape)} in the checkpoint but "
                              f"{tuple(parameter.shape)} in the model: pick the --config the checkpoint was "
                              f"trained with")
-        parameter.set_data(ms.Tensor(value.astype(ms.dtype_to_nptype(parameter.dtype))))
+        parameter.set_data(ms.Tensor(value, dtype=parameter.dtype))
     used = {parameter.name for parameter in network.get_parameters()}
     return sorted(set(params) - used)
 

@@ -167,7 +167,8 @@ class PretrainConfig:
         return self.optimizers[self.optimizer]
 
 
-def load_pretrain_config(path: str | Path) -> PretrainConfig:
+def load_pretrain_config(path: str | Path, bert_network: str | None = None) -> PretrainConfig:
+    """The run config YAML; bert_network, when given, replaces the file's (a command-line override)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config {path} does not exist: pass one of the YAML files in configs/")
@@ -178,5 +179,7 @@ def load_pretrain_config(path: str | Path) -> PretrainConfig:
                   for name, settings in (values.pop("optimizers", None) or {}).items()}
     loss_scale = dataclass_from_mapping(LossScaleSettings, values.pop("loss_scale", None) or {},
                                         f"{source} loss_scale")
+    if bert_network:
+        values["bert_network"] = bert_network
     return dataclass_from_mapping(PretrainConfig, {**values, "optimizers": optimizers, "loss_scale": loss_scale},
                                   source)

@@ -9,6 +9,8 @@ import mindspore as ms
 from mindspore.communication import get_group_size, get_rank, init
 from mindspore.context import ParallelMode
 
+from src.config import BertConfig
+
 DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 
 
@@ -40,3 +42,12 @@ def setup_device(device_target: str | None, device_id: int = 0, distribute: bool
     ms.set_auto_parallel_context(parallel_mode=ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=device_num)
     return rank, device_num
+
+
+def compute_type_for_device(config: BertConfig) -> BertConfig:
+    """float16 compute is for GPU and Ascend; on CPU it ran 2.7x slower than float32 (../shared/DESIGN.md),
+    so there a float16 preset runs in float32, and says so."""
+    if ms.get_context("device_target") == "CPU" and config.compute_type == "float16":
+        print("note: compute_type float16 runs as float32 on CPU (float16 is slower there)", flush=True)
+        return config.replace(compute_type="float32")
+    return config

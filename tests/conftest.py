@@ -49,3 +49,29 @@ def chinese_vocab(chinese_text_file, tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(12345)
+
+
+@pytest.fixture(scope="session")
+def wiki_records(wiki_text_dir, wiki_vocab, tmp_path_factory) -> Path:
+    """Pretraining TFRecords (seq 64, 10 predictions) from the English sample, one shard per 40 documents."""
+    from tools import create_pretraining_data
+    output = tmp_path_factory.mktemp("wiki_records")
+    create_pretraining_data.main(["--input_file", str(wiki_text_dir / "*.txt"), "--output_dir", str(output),
+                                  "--vocab_file", str(wiki_vocab), "--max_seq_length", "64",
+                                  "--max_predictions_per_seq", "10", "--dupe_factor", "1", "--processes", "1",
+                                  "--docs_per_shard", "40"])
+    return output
+
+
+def write_run_config(directory: Path, vocab_size: int = 4000, **run_settings) -> Path:
+    """A tiny model YAML without dropout (fp32) and a run config pointing at it; returns the run config path."""
+    import yaml
+    from src.config import load_bert_config, save_bert_config
+    model = save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=64, hidden_dropout_prob=0.0,
+                                              attention_probs_dropout_prob=0.0), directory / "model.yaml")
+    with open(ROOT / "configs" / "pretrain_tiny.yaml", encoding="utf-8") as handle:
+        values = yaml.safe_load(handle)
+    values.update(bert_network=str(model), **{"batch_size": 8, **run_settings})
+    path = directory / "run.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path

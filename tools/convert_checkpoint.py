@@ -10,7 +10,7 @@
     python tools/convert_checkpoint.py --from ms --to hf --input x.ckpt --config base --output hf_dir/
 
 Every conversion to .ckpt is checked by loading the result into the model the config describes, and writes
-the config as a YAML next to the checkpoint (pass it as --config to the other scripts).
+the config as a YAML next to the checkpoint (pass it as --bert_network to run_pretrain.py and pretrain_eval.py).
 """
 from __future__ import annotations
 

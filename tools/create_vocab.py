@@ -1,6 +1,9 @@
 """Train a BERT WordPiece vocab.txt on plain-text files (the `tokenizers` package), for users without one.
 
-    python tools/create_vocab.py --input_file "wiki_text/*.txt" --output_dir vocab/ --vocab_size 30000
+    python tools/create_vocab.py --input_file "wiki_text/*.txt" --output_dir vocab/ --vocab_size 30000 --config base
+
+With --config, also writes model.yaml beside vocab.txt: that model preset with vocab_size set to the vocab's size,
+ready for run_pretrain.py --bert_network.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.config import str2bool  # noqa: E402
+from src.config import load_bert_config, save_bert_config, str2bool  # noqa: E402
 from src.tokenization import train_vocab  # noqa: E402
 from tools.create_pretraining_data import expand_inputs  # noqa: E402
 
@@ -22,10 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab_size", type=int, default=30000)
     parser.add_argument("--min_frequency", type=int, default=2)
     parser.add_argument("--do_lower_case", type=str2bool, default=True)
+    parser.add_argument("--config", help="model preset or YAML to write as model.yaml with this vocab's size")
     args = parser.parse_args(argv)
     path = train_vocab(expand_inputs(args.input_file), args.output_dir, args.vocab_size, args.min_frequency,
                        args.do_lower_case)
-    print(f"wrote {path} ({sum(1 for _ in open(path, encoding='utf-8'))} tokens)")
+    size = sum(1 for _ in open(path, encoding="utf-8"))
+    print(f"wrote {path} ({size} tokens)")
+    if args.config:
+        model = save_bert_config(load_bert_config(args.config, vocab_size=size), path.with_name("model.yaml"))
+        print(f"wrote {model} ({args.config} with vocab_size {size})")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ rm -rf "$OUT/ckpt_0" "$OUT/train_log.txt" "$OUT/metrics.jsonl"
 python run_pretrain.py --device_target CPU --config configs/pretrain_tiny.yaml \
     --bert_network "$OUT/vocab/model.yaml" --data_dir "$OUT/train_records" --train_steps "$STEPS" \
     --enable_data_sink false --save_checkpoint_steps 500 --save_checkpoint_num 2 \
-    --save_checkpoint_path "$OUT" --output_dir "$OUT" | awk 'NR % 100 == 1 || /checkpoint/'
+    --save_checkpoint_path "$OUT" --output_dir "$OUT" | awk 'NR % 100 == 1 || /checkpoint/ {print; fflush()}'
 
 echo "== 5/6 loss curve"
 python tools/plot_loss.py --metrics_file "$OUT/metrics.jsonl" --output "$OUT/loss.png"

@@ -18,8 +18,8 @@ import numpy as np
 
 from src.bert_for_pre_training import BertPretrainingAccuracy
 from src.checkpoint import load_checkpoint_into
-from src.config import load_bert_config, load_pretrain_config
-from src.dataset import create_pretraining_dataset
+from src.config import load_bert_config, load_run_config
+from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
 from src.training import latest_checkpoint
 
@@ -51,14 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
-    run_config = load_pretrain_config(args.config, bert_network=args.bert_network or None)
+    run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     setup_device(args.device_target, args.device_id)
     bert_config = compute_type_for_device(load_bert_config(run_config.bert_network)).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     network = BertPretrainingAccuracy(bert_config)
     network.set_train(False)
     load_checkpoint_into(network, latest_checkpoint(args.load_checkpoint_path))
-    dataset, _ = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+    dataset, _ = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
                                             args.dataset_format, do_shuffle=False, vocab_size=bert_config.vocab_size)
     totals = np.zeros(4)
     label_counts: Counter = Counter()

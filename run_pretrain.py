@@ -11,13 +11,10 @@ from pathlib import Path
 import mindspore as ms
 
 from src.bert_for_pre_training import BertNetworkWithLoss
-from src.callbacks import CheckpointSaver, TrainingLogger, checkpoints_in
-from src.config import load_bert_config, load_pretrain_config, str2bool
-from src.dataset import create_pretraining_dataset
+from src.config import load_bert_config, load_run_config, str2bool
+from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
-from src.optim import create_optimizer
-from src.training import fit, latest_checkpoint, resume
-from src.train_step import TrainOneStepCell
+from src.training import CheckpointPolicy, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> Path | None:
     """Pretrain; returns the last checkpoint written (None when saving is off)."""
-    run_config = load_pretrain_config(args.config, bert_network=args.bert_network or None)
+    run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
@@ -62,45 +59,23 @@ def run(args: argparse.Namespace) -> Path | None:
     if not args.data_dir:
         raise SystemExit("--data_dir is required: the directory of pretraining records "
                          "(tools/create_pretraining_data.py makes them)")
-    # The dataset is built twice: once to learn the epoch length and the step to resume from.
     network = BertNetworkWithLoss(bert_config)
-    _, steps_per_epoch = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+    _, steps_per_epoch = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
                                                     args.dataset_format, False, device_num, rank,
                                                     vocab_size=bert_config.vocab_size)
     total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * steps_per_epoch
-    settings = run_config.optimizer_settings
-    optimizer = create_optimizer(run_config.optimizer, settings, network.trainable_params(),
-                                 decay_steps=max(total_steps // args.accumulation_steps, 1))
-    train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if args.enable_lossscale else None,
-                                  run_config.clip_norm, args.accumulation_steps)
-    train_cell.set_train()
-    start_step = resume(train_cell, network, latest_checkpoint(args.load_checkpoint_path)) \
-        if args.load_checkpoint_path else 0
-    epochs_needed = -(-total_steps // steps_per_epoch)
-    dataset, _ = create_pretraining_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
-                                            args.dataset_format, args.do_shuffle, device_num, rank,
-                                            epochs=epochs_needed, skip_batches=start_step,
-                                            shuffle_buffer=run_config.shuffle_buffer)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    logger = TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * device_num,
-                            output_dir / "train_log.txt", output_dir / "metrics.jsonl", optimizer,
-                            optimizer.learning_rate, args.enable_lossscale)
-    callbacks = [logger]
-    saver = None
-    if args.enable_save_ckpt:
-        checkpoint_dir = Path(args.save_checkpoint_path or ".") / f"ckpt_{rank}"
-        saver = CheckpointSaver(train_cell, checkpoint_dir, args.save_checkpoint_steps, args.save_checkpoint_num,
-                                steps_per_epoch, start_step)
-        callbacks.append(saver)
-    print(f"pretraining {run_config.bert_network} with {run_config.optimizer} on {ms.get_context('device_target')}: "
-          f"steps {start_step + 1}..{total_steps}, {steps_per_epoch} per epoch, batch {run_config.batch_size} "
-          f"x {device_num} device(s)", flush=True)
-    fit(train_cell, dataset, total_steps - start_step, callbacks, args.enable_data_sink, args.data_sink_steps)
-    if saver is None:
-        return None
-    found = checkpoints_in(saver.directory, saver.prefix)
-    return found[-1] if found else None
+
+    def make_dataset(epochs: int, skip_batches: int):
+        return create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
+                                          args.dataset_format, args.do_shuffle, device_num, rank, epochs=epochs,
+                                          skip_batches=skip_batches, shuffle_buffer=run_config.shuffle_buffer)[0]
+
+    checkpoints = CheckpointPolicy(Path(args.save_checkpoint_path or ".") / f"ckpt_{rank}",
+                                   args.save_checkpoint_steps, args.save_checkpoint_num) \
+        if args.enable_save_ckpt else None
+    return train(network, run_config, make_dataset, steps_per_epoch, total_steps, Path(args.output_dir), checkpoints,
+                 args.load_checkpoint_path, args.accumulation_steps, args.enable_lossscale, args.enable_data_sink,
+                 args.data_sink_steps, device_num)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -147,8 +147,13 @@ class LossScaleSettings:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """What run_pretrain.py reads from --config: the network preset, batch and optimizer settings."""
+class RunConfig:
+    """What the entry scripts read from --config (configs/pretrain*.yaml, configs/finetune*.yaml): the network
+    preset, batch size, optimizer settings, loss scale, clipping, seed.
+
+    warmup_proportion, when set, replaces the optimizer's warmup_steps by that share of the run's updates
+    (the model zoo's finetuning uses 10%).
+    """
 
     bert_network: str = "base"
     batch_size: int = 32
@@ -158,16 +163,19 @@ class PretrainConfig:
     clip_norm: float = 1.0
     seed: int = 0
     shuffle_buffer: int = 10000
+    warmup_proportion: float | None = None
 
-    @property
-    def optimizer_settings(self) -> OptimizerSettings:
+    def optimizer_settings(self, total_updates: int) -> OptimizerSettings:
         if self.optimizer not in self.optimizers:
             raise ValueError(f"optimizer '{self.optimizer}' has no settings in the config: "
                              f"add an optimizers.{self.optimizer} section")
-        return self.optimizers[self.optimizer]
+        settings = self.optimizers[self.optimizer]
+        if self.warmup_proportion is not None:
+            settings = dataclasses.replace(settings, warmup_steps=int(total_updates * self.warmup_proportion))
+        return settings
 
 
-def load_pretrain_config(path: str | Path, bert_network: str | None = None) -> PretrainConfig:
+def load_run_config(path: str | Path, bert_network: str | None = None) -> RunConfig:
     """The run config YAML; bert_network, when given, replaces the file's (a command-line override)."""
     path = Path(path)
     if not path.is_file():
@@ -181,5 +189,5 @@ def load_pretrain_config(path: str | Path, bert_network: str | None = None) -> P
                                         f"{source} loss_scale")
     if bert_network:
         values["bert_network"] = bert_network
-    return dataclass_from_mapping(PretrainConfig, {**values, "optimizers": optimizers, "loss_scale": loss_scale},
+    return dataclass_from_mapping(RunConfig, {**values, "optimizers": optimizers, "loss_scale": loss_scale},
                                   source)

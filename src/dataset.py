@@ -1,4 +1,5 @@
-"""Pretraining datasets from TFRecord (schema json optional) or MindRecord, sharded by rank.
+"""Record datasets (pretraining and task records) from TFRecord (schema json optional) or MindRecord, sharded by
+rank.
 
 Record files are checked before training starts (columns, schema, token ids within the vocab), so bad data
 fails in one line that names the file, instead of deep inside the pipeline.
@@ -16,12 +17,16 @@ from src.records import read_first_tfrecord
 
 PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels", "masked_lm_positions",
                     "masked_lm_ids", "masked_lm_weights")
-INT_COLUMNS = tuple(c for c in PRETRAIN_COLUMNS if c != "masked_lm_weights")
+PRETRAIN_FLOAT_COLUMNS = ("masked_lm_weights",)
+TASK_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
 
 
 def find_record_files(data_dir: str | Path, dataset_format: str = "tfrecord") -> list[Path]:
-    """Record files under data_dir: names containing "tfrecord" (Google's too), or ending in .mindrecord."""
+    """A record file as given, or the record files under data_dir: names containing "tfrecord" (Google's too),
+    or ending in .mindrecord."""
     data_dir = Path(data_dir)
+    if data_dir.is_file():
+        return [data_dir]
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data_dir {data_dir} does not exist: pass the directory of pretraining records "
                                 f"made by tools/create_pretraining_data.py")
@@ -69,30 +74,31 @@ def check_tfrecords(files: list[Path], schema_file: str | Path | None, columns: 
     return first
 
 
-def create_pretraining_dataset(data_dir: str | Path, batch_size: int, schema_file: str | Path | None = None,
-                               dataset_format: str = "tfrecord", do_shuffle: bool = True, device_num: int = 1,
-                               rank: int = 0, epochs: int = 1, skip_batches: int = 0,
-                               vocab_size: int | None = None, shuffle_buffer: int = 10000) -> tuple[ds.Dataset, int]:
-    """Batches of the seven pretraining columns (int32, weights float32), epochs repeated, first batches skipped;
-    and the number of batches in one epoch.
+def create_record_dataset(data_dir: str | Path, batch_size: int, schema_file: str | Path | None = None,
+                          dataset_format: str = "tfrecord", do_shuffle: bool = True, device_num: int = 1,
+                          rank: int = 0, epochs: int = 1, skip_batches: int = 0, vocab_size: int | None = None,
+                          shuffle_buffer: int = 10000, columns: tuple[str, ...] = PRETRAIN_COLUMNS,
+                          float_columns: tuple[str, ...] = PRETRAIN_FLOAT_COLUMNS,
+                          drop_remainder: bool = True) -> tuple[ds.Dataset, int]:
+    """Batches of the record columns (int32 except float_columns), epochs repeated, first batches skipped;
+    and the number of batches in one epoch. data_dir may also be one record file.
 
     Shuffling uses MindSpore's dataset seed (mindspore.dataset.config.set_seed), so a resumed run that skips
     the batches it already consumed sees the same batches as an uninterrupted run.
     """
     files = [str(f) for f in find_record_files(data_dir, dataset_format)]
     if dataset_format == "mindrecord":
-        dataset = ds.MindDataset(files, columns_list=list(PRETRAIN_COLUMNS), shuffle=False, num_shards=device_num,
+        dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=False, num_shards=device_num,
                                  shard_id=rank)
     else:
-        check_tfrecords([Path(f) for f in files], schema_file, PRETRAIN_COLUMNS, vocab_size)
-        dataset = ds.TFRecordDataset(files, str(schema_file) if schema_file else None,
-                                     columns_list=list(PRETRAIN_COLUMNS), shuffle=False, num_shards=device_num,
-                                     shard_id=rank, shard_equal_rows=True)
-    for column in INT_COLUMNS:
-        dataset = dataset.map(TypeCast(ms.int32), input_columns=column)
+        check_tfrecords([Path(f) for f in files], schema_file, columns, vocab_size)
+        dataset = ds.TFRecordDataset(files, str(schema_file) if schema_file else None, columns_list=list(columns),
+                                     shuffle=False, num_shards=device_num, shard_id=rank, shard_equal_rows=True)
+    for column in columns:
+        dataset = dataset.map(TypeCast(ms.float32 if column in float_columns else ms.int32), input_columns=column)
     if do_shuffle:
         dataset = dataset.shuffle(shuffle_buffer)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     batches_per_epoch = dataset.get_dataset_size()
     if batches_per_epoch == 0:
         raise ValueError(f"data_dir {data_dir} holds fewer records than one batch of {batch_size} per device: "

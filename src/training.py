@@ -1,8 +1,12 @@
-"""Running a train cell over a dataset, and resuming one from a checkpoint; shared by every entry script."""
+"""Training a network with a loss: optimizer, train-one-step cell, resume, logging, checkpoints, the loop.
+
+One function, train(), shared by pretraining and every finetuning task.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -10,15 +14,19 @@ from mindspore import nn
 from mindspore.train import Model
 from mindspore.train.callback import Callback
 
-from src.callbacks import CONSUMED_BATCHES, checkpoints_in
+from src.callbacks import CONSUMED_BATCHES, CheckpointSaver, TrainingLogger, checkpoints_in
 from src.checkpoint import load_into, read_checkpoint
+from src.config import RunConfig
+from src.optim import create_optimizer
+from src.train_step import TrainOneStepCell
 
-def latest_checkpoint(path: str | Path) -> str:
-    """A file as given; for a directory, its newest checkpoint_bert-*.ckpt."""
+def latest_checkpoint(path: str | Path, prefix: str = "checkpoint_bert") -> str:
+    """A file as given; for a directory, its newest {prefix}-*.ckpt."""
     if Path(path).is_dir():
-        found = checkpoints_in(Path(path), "checkpoint_bert")
+        found = checkpoints_in(Path(path), prefix)
         if not found:
-            raise FileNotFoundError(f"load_checkpoint_path {path} holds no checkpoint_bert-*.ckpt to resume from")
+            raise FileNotFoundError(f"checkpoint directory {path} holds no {prefix}-*.ckpt: pass a checkpoint file "
+                                    f"or the directory a run saved into")
         return str(found[-1])
     return str(path)
 
@@ -55,3 +63,43 @@ def fit(train_cell: nn.Cell, dataset, steps: int, callbacks: Sequence[Callback],
                     sink_size=sink_steps)
     else:
         model.train(1, dataset, callbacks=list(callbacks), dataset_sink_mode=False)
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    directory: Path
+    every: int = 1000
+    keep: int = 1
+    prefix: str = "checkpoint_bert"
+
+
+def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, int], object], steps_per_epoch: int,
+          total_steps: int, output_dir: Path, checkpoints: CheckpointPolicy | None, resume_from: str | Path = "",
+          accumulation_steps: int = 1, loss_scaling: bool = True, data_sink: bool = False, sink_steps: int = 1,
+          devices: int = 1) -> Path | None:
+    """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
+
+    make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
+    """
+    optimizer = create_optimizer(run_config.optimizer, run_config.optimizer_settings(total_steps // accumulation_steps),
+                                 network.trainable_params(), decay_steps=max(total_steps // accumulation_steps, 1))
+    train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
+                                  run_config.clip_norm, accumulation_steps)
+    train_cell.set_train()
+    start_step = resume(train_cell, network, latest_checkpoint(resume_from)) if resume_from else 0
+    dataset = make_dataset(-(-total_steps // steps_per_epoch), start_step)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,
+                                                output_dir / "train_log.txt", output_dir / "metrics.jsonl", optimizer,
+                                                optimizer.learning_rate, loss_scaling)]
+    if checkpoints:
+        callbacks.append(CheckpointSaver(train_cell, checkpoints.directory, checkpoints.every, checkpoints.keep,
+                                         steps_per_epoch, start_step, checkpoints.prefix))
+    print(f"training {run_config.bert_network} with {run_config.optimizer} on {ms.get_context('device_target')}: "
+          f"steps {start_step + 1}..{total_steps}, {steps_per_epoch} per epoch, batch {run_config.batch_size} "
+          f"x {devices} device(s)", flush=True)
+    fit(train_cell, dataset, total_steps - start_step, callbacks, data_sink, sink_steps)
+    if not checkpoints:
+        return None
+    found = checkpoints_in(checkpoints.directory, checkpoints.prefix)
+    return found[-1] if found else None

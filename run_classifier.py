@@ -1,0 +1,79 @@
+"""Sentence (pair) classification or regression finetuning and evaluation, flags as the MindSpore model zoo's.
+
+    python run_classifier.py --do_train true --do_eval true --num_class 2 --assessment_method accuracy \
+        --train_data_file_path data/train.tfrecord --eval_data_file_path data/dev.tfrecord \
+        --load_pretrain_checkpoint_path ckpt/bert_base_zh.ckpt --bert_network ckpt/bert_base_zh.yaml
+
+Records come from tools/convert_task_data.py --task classification. --num_class 1 trains a regression head
+(STS-B style; evaluate it with --assessment_method spearman_correlation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from src.finetune import add_common_flags, finetune, predict, prepare
+from src.finetune_models import BertClassifierWithLoss, BertForSequenceClassification
+from src.metrics import ASSESSMENT_METHODS, classification_score
+from src.training import latest_checkpoint
+
+PREFIX = "classifier"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="BERT classification finetuning")
+    add_common_flags(parser, "finetune.yaml")
+    parser.add_argument("--assessment_method", choices=ASSESSMENT_METHODS, default="accuracy")
+    parser.add_argument("--num_class", type=int, default=2, help="number of classes; 1 for a regression")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    run_config, bert_config = prepare(args)
+    float_columns = ("label_ids",) if args.num_class == 1 else ()
+    checkpoint = args.load_finetune_checkpoint_path
+    if args.do_train:
+        checkpoint = finetune(args, run_config, BertClassifierWithLoss(bert_config, args.num_class), PREFIX,
+                              float_columns)
+        print(f"finetuned checkpoint: {checkpoint}")
+    if not args.do_eval:
+        return None
+    if not checkpoint:
+        raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
+    model = BertForSequenceClassification(bert_config.replace(hidden_dropout_prob=0.0), args.num_class)
+    labels, predictions = [], []
+    for logits, _, label_ids in predict(args, run_config, model, latest_checkpoint(checkpoint, PREFIX),
+                                        float_columns):
+        if logits.shape[-1] != args.num_class:
+            raise ValueError(f"the checkpoint's classifier has {logits.shape[-1]} outputs but --num_class is "
+                             f"{args.num_class}")
+        predictions.extend(logits.reshape(-1) if args.num_class == 1 else logits.argmax(-1))
+        labels.extend(label_ids.reshape(-1))
+    if args.num_class > 1 and max(labels) >= args.num_class:
+        raise ValueError(f"eval data {args.eval_data_file_path} holds label id {int(max(labels))} but --num_class "
+                         f"is {args.num_class}: pass the number of labels in the label2id file")
+    score = classification_score(args.assessment_method, np.array(labels), np.array(predictions))
+    majority = float(np.mean(np.array(labels) == np.bincount(np.array(labels, int)).argmax())) \
+        if args.num_class > 1 else None
+    result = {args.assessment_method: score, "examples": len(labels), "majority_class_accuracy": majority}
+    print(f"{args.assessment_method}: {score:.4f} over {len(labels)} examples"
+          + (f" (majority class: {majority:.4f})" if majority is not None else ""))
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "eval_result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        sys.exit(f"run_classifier.py: {error}")
+
+
+if __name__ == "__main__":
+    main()

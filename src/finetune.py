@@ -1,0 +1,98 @@
+"""What run_classifier.py and run_ner.py share: seed flags, training from a pretrained checkpoint, prediction.
+
+Training goes through src/training.train (the same train-one-step cell, optimizer factory, logging and
+checkpoints as pretraining); the optimizer honours the config's weight decay and its LayerNorm/bias exclusion.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterator
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from src.checkpoint import load_checkpoint_into
+from src.config import BertConfig, RunConfig, load_bert_config, load_run_config, str2bool
+from src.dataset import TASK_COLUMNS, create_record_dataset
+from src.distributed import compute_type_for_device, setup_device
+from src.training import CheckpointPolicy, latest_checkpoint, train
+
+TASK_HEADS = ("classifier.", "crf.")  # parameters a pretraining checkpoint does not have
+
+
+def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> None:
+    """The flags every finetuning script of the model zoo takes, with its names."""
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None,
+                        help="default: the best device present (Ascend, then GPU, then CPU)")
+    parser.add_argument("--do_train", type=str2bool, default=False)
+    parser.add_argument("--do_eval", type=str2bool, default=False)
+    parser.add_argument("--device_id", type=int, default=0)
+    parser.add_argument("--epoch_num", type=int, default=3)
+    parser.add_argument("--train_data_shuffle", type=str2bool, default=True)
+    parser.add_argument("--eval_data_shuffle", type=str2bool, default=False)
+    parser.add_argument("--save_finetune_checkpoint_path", default="./finetune_ckpt")
+    parser.add_argument("--load_pretrain_checkpoint_path", default="",
+                        help="pretrained weights (run_pretrain.py or tools/convert_checkpoint.py output)")
+    parser.add_argument("--load_finetune_checkpoint_path", default="",
+                        help="finetuned checkpoint to evaluate (file or directory; default: the one trained now)")
+    parser.add_argument("--train_data_file_path", default="")
+    parser.add_argument("--eval_data_file_path", default="")
+    parser.add_argument("--schema_file_path", default="", help="schema json of the TFRecords (optional)")
+    parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs" / default_config),
+                        help="run config YAML: bert_network, batch_size, optimizer and its settings")
+    parser.add_argument("--bert_network", default="", help="model preset or YAML, overriding the config's")
+    parser.add_argument("--output_dir", default=".", help="where train_log.txt, metrics.jsonl, eval results go")
+
+
+def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
+    if not (args.do_train or args.do_eval):
+        raise ValueError("nothing to do: pass --do_train true and/or --do_eval true")
+    run_config = load_run_config(args.config, bert_network=args.bert_network or None)
+    setup_device(args.device_target, args.device_id)
+    ms.set_seed(run_config.seed)
+    ms.dataset.config.set_seed(run_config.seed)
+    return run_config, compute_type_for_device(load_bert_config(run_config.bert_network))
+
+
+def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, prefix: str,
+             float_columns: tuple[str, ...] = ()) -> Path:
+    """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint."""
+    if not args.train_data_file_path:
+        raise ValueError("--train_data_file_path is required with --do_train true")
+    if args.load_pretrain_checkpoint_path:
+        load_checkpoint_into(network, latest_checkpoint(args.load_pretrain_checkpoint_path), allow_missing=TASK_HEADS)
+    else:
+        print("note: no --load_pretrain_checkpoint_path: finetuning starts from random weights", flush=True)
+
+    def make_dataset(epochs: int, skip_batches: int):
+        return create_record_dataset(args.train_data_file_path, run_config.batch_size, args.schema_file_path or None,
+                                     args.dataset_format, args.train_data_shuffle, epochs=epochs,
+                                     skip_batches=skip_batches, shuffle_buffer=run_config.shuffle_buffer,
+                                     columns=TASK_COLUMNS, float_columns=float_columns)[0]
+
+    steps_per_epoch = create_record_dataset(args.train_data_file_path, run_config.batch_size,
+                                            args.schema_file_path or None, args.dataset_format, False,
+                                            columns=TASK_COLUMNS, float_columns=float_columns)[1]
+    checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
+                                   prefix=prefix)
+    return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
+                 Path(args.output_dir), checkpoints)
+
+
+def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,
+            float_columns: tuple[str, ...] = ()) -> Iterator[tuple[np.ndarray, ...]]:
+    """(model outputs, input_mask, label_ids) as numpy for every batch of the evaluation records."""
+    if not args.eval_data_file_path:
+        raise ValueError("--eval_data_file_path is required with --do_eval true")
+    load_checkpoint_into(model, checkpoint)
+    model.set_train(False)
+    dataset, _ = create_record_dataset(args.eval_data_file_path, run_config.batch_size, args.schema_file_path or None,
+                                       args.dataset_format, args.eval_data_shuffle, columns=TASK_COLUMNS,
+                                       float_columns=float_columns, drop_remainder=False)
+    for input_ids, input_mask, segment_ids, label_ids in dataset.create_tuple_iterator(num_epochs=1):
+        outputs = model(input_ids, input_mask, segment_ids)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        yield tuple(o.asnumpy() for o in outputs) + (input_mask.asnumpy(), label_ids.asnumpy())

@@ -1,0 +1,69 @@
+"""Finetuning heads on BertModel, named as HuggingFace's BertFor* classes (bert, classifier), so a pretraining
+checkpoint loads into `bert.*` and only the head starts fresh.
+
+Each task has a model (returns logits) and a `...WithLoss` subclass (same parameter names) whose inputs are the
+record columns in order and whose output is the scalar loss that the shared TrainOneStepCell trains.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from src.bert_model import BertModel, Dense
+from src.config import BertConfig
+from src.crf import CRF
+
+
+class BertForSequenceClassification(nn.Cell):
+    """Pooled [CLS] output -> dropout -> linear: logits [batch, num_labels]; num_labels 1 is a regression."""
+
+    def __init__(self, config: BertConfig, num_labels: int) -> None:
+        super().__init__()
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.classifier = Dense(config.hidden_size, num_labels, config.initializer_range, config.compute_type)
+        self.num_labels = num_labels
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor) -> Tensor:
+        _, pooled_output = self.bert(input_ids, segment_ids, input_mask)
+        return self.classifier(self.dropout(pooled_output)).astype(ms.float32)
+
+
+class BertClassifierWithLoss(BertForSequenceClassification):
+    """Cross-entropy over the classes, or mean squared error for a regression (num_labels 1)."""
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor, label_ids: Tensor) -> Tensor:
+        logits = super().construct(input_ids, input_mask, segment_ids)
+        if self.num_labels == 1:
+            return ops.square(logits.reshape(-1) - label_ids.reshape(-1).astype(ms.float32)).mean()
+        log_probs = ops.log_softmax(logits, axis=-1)
+        labels = label_ids.reshape(-1, 1).astype(ms.int32)
+        return -ops.gather_elements(log_probs, 1, labels).mean()
+
+
+class BertForTokenClassification(nn.Cell):
+    """Sequence output -> dropout -> linear: per-token tag scores [batch, seq, num_labels] (CRF emissions)."""
+
+    def __init__(self, config: BertConfig, num_labels: int, use_crf: bool = False) -> None:
+        super().__init__()
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.classifier = Dense(config.hidden_size, num_labels, config.initializer_range, config.compute_type)
+        self.crf = CRF(num_labels) if use_crf else None
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor) -> Tensor:
+        sequence_output, _ = self.bert(input_ids, segment_ids, input_mask)
+        return self.classifier(self.dropout(sequence_output)).astype(ms.float32)
+
+
+class BertTaggerWithLoss(BertForTokenClassification):
+    """CRF negative log-likelihood, or token cross-entropy averaged over real (unpadded) tokens."""
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor, label_ids: Tensor) -> Tensor:
+        emissions = super().construct(input_ids, input_mask, segment_ids)
+        if self.crf is not None:
+            return self.crf(emissions, label_ids, input_mask)
+        log_probs = ops.log_softmax(emissions, axis=-1)
+        nll = -ops.gather_elements(log_probs, 2, label_ids.astype(ms.int32)[:, :, None]).squeeze(-1)
+        mask = input_mask.astype(ms.float32)
+        return (nll * mask).sum() / mask.sum()

@@ -1,0 +1,107 @@
+"""Classification or NER files -> finetuning records (TFRecord + schema json, or MindRecord) and label2id.
+
+    # Chinese sentiment, label<TAB>text lines
+    python tools/convert_task_data.py --task classification --input_format label_text --input_file train.tsv \
+        --output_file data/train.tfrecord --vocab_file vocab.txt --label2id_file labels.json --create_label2id true
+    # CLUENER2020
+    python tools/convert_task_data.py --task ner --input_format cluener_json --input_file cluener/train.json \
+        --output_file data/ner_train.tfrecord --vocab_file vocab.txt --label2id_file ner_labels.json
+
+Formats: classification clue_json | glue_tsv | label_text; NER cluener_json | bio | peoples_daily
+(src/finetune_data.py). With --create_label2id true and no label2id file yet, the labels found in this file are
+written to it (NER: "O" first); convert the evaluation file with the same label2id file. --regression true keeps
+the label as a float (STS-B) and needs no label2id. The schema json is written beside the records as
+{output_file}.schema.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.config import str2bool  # noqa: E402
+from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classification_features,  # noqa: E402
+                               label_id, load_label2id, read_classification, read_ner, tagging_features)
+from src.records import write_records, write_schema  # noqa: E402
+from src.tokenization import FullTokenizer  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("classification", "ner"), required=True)
+    parser.add_argument("--input_format", choices=CLASSIFICATION_FORMATS + NER_FORMATS, required=True)
+    parser.add_argument("--input_file", required=True)
+    parser.add_argument("--output_file", required=True)
+    parser.add_argument("--vocab_file", required=True)
+    parser.add_argument("--label2id_file", default="")
+    parser.add_argument("--create_label2id", type=str2bool, default=False)
+    parser.add_argument("--regression", type=str2bool, default=False)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--do_lower_case", type=str2bool, default=True)
+    parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
+    return parser.parse_args(argv)
+
+
+def labels_for(args: argparse.Namespace, found: list[str]) -> dict[str, int]:
+    path = Path(args.label2id_file)
+    if not args.label2id_file:
+        raise SystemExit("--label2id_file is required (pass --create_label2id true to write it from this file)")
+    if not path.exists() and args.create_label2id:
+        ordered = sorted(set(found), key=lambda label: (label != "O", label))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({label: index for index, label in enumerate(ordered)}, ensure_ascii=False,
+                                   indent=1), encoding="utf-8")
+        print(f"wrote {path} ({len(ordered)} labels)")
+    return load_label2id(path)
+
+
+def convert(args: argparse.Namespace) -> int:
+    tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
+    if args.task == "classification":
+        if args.input_format not in CLASSIFICATION_FORMATS:
+            raise SystemExit(f"--input_format {args.input_format} is a NER format; classification takes "
+                             f"{', '.join(CLASSIFICATION_FORMATS)}")
+        examples = read_classification(args.input_file, args.input_format)
+        if args.regression:
+            labels = [_number(e.label, e.source) for e in examples]
+        else:
+            label2id = labels_for(args, [e.label for e in examples])
+            labels = [label_id(label2id, e.label, e.source, args.label2id_file) for e in examples]
+        rows = [classification_features(e, tokenizer, label, args.max_seq_length)
+                for e, label in zip(examples, labels)]
+    else:
+        if args.input_format not in NER_FORMATS:
+            raise SystemExit(f"--input_format {args.input_format} is a classification format; NER takes "
+                             f"{', '.join(NER_FORMATS)}")
+        examples = read_ner(args.input_file, args.input_format)
+        label2id = labels_for(args, [tag for e in examples for tag in e.tags] + ["O"])
+        rows = [tagging_features(e, tokenizer, label2id, args.max_seq_length, args.label2id_file) for e in examples]
+    output = Path(args.output_file)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    count = write_records(rows, output, args.dataset_format)
+    if args.dataset_format == "tfrecord":
+        write_schema(rows[0], count, f"{output}.schema.json")
+    return count
+
+
+def _number(label: str, source: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        raise ValueError(f"{source}: regression label '{label}' is not a number") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        count = convert(args)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"convert_task_data.py: {error}")
+    print(f"wrote {count} examples to {args.output_file}")
+
+
+if __name__ == "__main__":
+    main()

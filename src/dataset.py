@@ -108,3 +108,13 @@ def create_record_dataset(data_dir: str | Path, batch_size: int, schema_file: st
     if skip_batches:
         dataset = dataset.skip(skip_batches)
     return dataset, batches_per_epoch
+
+
+def largest_label(path: str | Path, dataset_format: str = "tfrecord") -> int:
+    """The largest label id in task records (read in full: task files are small)."""
+    files = [str(f) for f in find_record_files(path, dataset_format)]
+    if dataset_format == "mindrecord":
+        dataset = ds.MindDataset(files, columns_list=["label_ids"], shuffle=False)
+    else:
+        dataset = ds.TFRecordDataset(files, columns_list=["label_ids"], shuffle=False)
+    return int(max(row[0].max() for row in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)))

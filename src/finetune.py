@@ -15,7 +15,7 @@ from mindspore import nn
 
 from src.checkpoint import load_checkpoint_into
 from src.config import BertConfig, RunConfig, load_bert_config, load_run_config, str2bool
-from src.dataset import TASK_COLUMNS, create_record_dataset
+from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label
 from src.distributed import compute_type_for_device, setup_device
 from src.training import CheckpointPolicy, latest_checkpoint, train
 
@@ -57,11 +57,22 @@ def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
     return run_config, compute_type_for_device(load_bert_config(run_config.bert_network))
 
 
+def check_labels(path: str | Path, dataset_format: str, num_labels: int) -> None:
+    largest = largest_label(path, dataset_format)
+    if largest >= num_labels:
+        raise ValueError(f"data {path} holds label id {largest} but --num_class is {num_labels}: pass the number of "
+                         f"labels in the label2id file the records were made with")
+
+
 def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, prefix: str,
-             float_columns: tuple[str, ...] = ()) -> Path:
-    """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint."""
+             num_labels: int | None, float_columns: tuple[str, ...] = ()) -> Path:
+    """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint.
+
+    num_labels: checked against the label ids of the records (None for a regression)."""
     if not args.train_data_file_path:
         raise ValueError("--train_data_file_path is required with --do_train true")
+    if num_labels is not None:
+        check_labels(args.train_data_file_path, args.dataset_format, num_labels)
     if args.load_pretrain_checkpoint_path:
         load_checkpoint_into(network, latest_checkpoint(args.load_pretrain_checkpoint_path), allow_missing=TASK_HEADS)
     else:
@@ -87,6 +98,8 @@ def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, che
     """(model outputs, input_mask, label_ids) as numpy for every batch of the evaluation records."""
     if not args.eval_data_file_path:
         raise ValueError("--eval_data_file_path is required with --do_eval true")
+    if not float_columns:
+        check_labels(args.eval_data_file_path, args.dataset_format, model.classifier.weight.shape[0])
     load_checkpoint_into(model, checkpoint)
     model.set_train(False)
     dataset, _ = create_record_dataset(args.eval_data_file_path, run_config.batch_size, args.schema_file_path or None,

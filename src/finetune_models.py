@@ -67,3 +67,14 @@ class BertTaggerWithLoss(BertForTokenClassification):
         nll = -ops.gather_elements(log_probs, 2, label_ids.astype(ms.int32)[:, :, None]).squeeze(-1)
         mask = input_mask.astype(ms.float32)
         return (nll * mask).sum() / mask.sum()
+
+
+class BertTaggerDecoder(BertForTokenClassification):
+    """For evaluation: the tag scores [batch, seq, num_labels], or with a CRF its Viterbi final scores and
+    backpointers (src.crf.backtrack turns them into paths)."""
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor):
+        emissions = super().construct(input_ids, input_mask, segment_ids)
+        if self.crf is not None:
+            return self.crf.viterbi(emissions, input_mask)
+        return emissions

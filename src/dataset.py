@@ -19,6 +19,7 @@ PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_lab
                     "masked_lm_ids", "masked_lm_weights")
 PRETRAIN_FLOAT_COLUMNS = ("masked_lm_weights",)
 TASK_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
+SQUAD_TRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
 
 
 def find_record_files(data_dir: str | Path, dataset_format: str = "tfrecord") -> list[Path]:

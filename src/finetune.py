@@ -19,7 +19,7 @@ from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label
 from src.distributed import compute_type_for_device, setup_device
 from src.training import CheckpointPolicy, latest_checkpoint, train
 
-TASK_HEADS = ("classifier.", "crf.")  # parameters a pretraining checkpoint does not have
+TASK_HEADS = ("classifier.", "crf.", "qa_outputs.")  # parameters a pretraining checkpoint does not have
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> None:
@@ -65,7 +65,8 @@ def check_labels(path: str | Path, dataset_format: str, num_labels: int) -> None
 
 
 def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, prefix: str,
-             num_labels: int | None, float_columns: tuple[str, ...] = ()) -> Path:
+             num_labels: int | None, float_columns: tuple[str, ...] = (),
+             columns: tuple[str, ...] = TASK_COLUMNS) -> Path:
     """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint.
 
     num_labels: checked against the label ids of the records (None for a regression)."""
@@ -82,11 +83,11 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
         return create_record_dataset(args.train_data_file_path, run_config.batch_size, args.schema_file_path or None,
                                      args.dataset_format, args.train_data_shuffle, epochs=epochs,
                                      skip_batches=skip_batches, shuffle_buffer=run_config.shuffle_buffer,
-                                     columns=TASK_COLUMNS, float_columns=float_columns)[0]
+                                     columns=columns, float_columns=float_columns)[0]
 
     steps_per_epoch = create_record_dataset(args.train_data_file_path, run_config.batch_size,
                                             args.schema_file_path or None, args.dataset_format, False,
-                                            columns=TASK_COLUMNS, float_columns=float_columns)[1]
+                                            columns=columns, float_columns=float_columns)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
                                    prefix=prefix)
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,

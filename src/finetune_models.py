@@ -78,3 +78,30 @@ class BertTaggerDecoder(BertForTokenClassification):
         if self.crf is not None:
             return self.crf.viterbi(emissions, input_mask)
         return emissions
+
+
+class BertForQuestionAnswering(nn.Cell):
+    """Sequence output -> linear to 2: start and end logits [batch, seq] of the answer span (SQuAD)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.bert = BertModel(config)
+        self.qa_outputs = Dense(config.hidden_size, 2, config.initializer_range, config.compute_type)
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor) -> tuple[Tensor, Tensor]:
+        sequence_output, _ = self.bert(input_ids, segment_ids, input_mask)
+        logits = self.qa_outputs(sequence_output).astype(ms.float32)  # [batch, seq, 2]
+        return logits[:, :, 0], logits[:, :, 1]
+
+
+class BertSquadWithLoss(BertForQuestionAnswering):
+    """Mean of the start and end cross-entropies over the sequence positions."""
+
+    def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor, start_positions: Tensor,
+                  end_positions: Tensor) -> Tensor:
+        start_logits, end_logits = super().construct(input_ids, input_mask, segment_ids)
+        start_nll = -ops.gather_elements(ops.log_softmax(start_logits, axis=-1), 1,
+                                         start_positions.reshape(-1, 1).astype(ms.int32))
+        end_nll = -ops.gather_elements(ops.log_softmax(end_logits, axis=-1), 1,
+                                       end_positions.reshape(-1, 1).astype(ms.int32))
+        return (start_nll.mean() + end_nll.mean()) / 2

@@ -47,6 +47,12 @@ class FullTokenizer:
     def tokenize(self, text: str) -> list[str]:
         return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
+    def basic_tokenize(self, text: str) -> list[str]:
+        """Google's BasicTokenizer: cleaning, CJK splitting, lower-casing and accents, punctuation splitting --
+        the words before WordPiece (SQuAD post-processing aligns predictions with them)."""
+        backend = self._tokenizer._tokenizer
+        return [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+
     def tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]:
         return [encoding.tokens for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 

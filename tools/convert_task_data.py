@@ -1,4 +1,4 @@
-"""Classification or NER files -> finetuning records (TFRecord + schema json, or MindRecord) and label2id.
+"""Classification, NER or SQuAD files -> finetuning records (TFRecord + schema json, or MindRecord).
 
     # Chinese sentiment, label<TAB>text lines
     python tools/convert_task_data.py --task classification --input_format label_text --input_file train.tsv \
@@ -7,8 +7,12 @@
     python tools/convert_task_data.py --task ner --input_format cluener_json --input_file cluener/train.json \
         --output_file data/ner_train.tfrecord --vocab_file vocab.txt --label2id_file ner_labels.json
 
+    # SQuAD v1.1 training file (evaluation reads the json directly: run_squad.py --eval_json_path)
+    python tools/convert_task_data.py --task squad --input_file train-v1.1.json --output_file data/squad.tfrecord \
+        --vocab_file vocab.txt --max_seq_length 384 --doc_stride 128 --max_query_length 64
+
 Formats: classification clue_json | glue_tsv | label_text; NER cluener_json | bio | peoples_daily
-(src/finetune_data.py). With --create_label2id true and no label2id file yet, the labels found in this file are
+(src/finetune_data.py); SQuAD v1.1 json (src/squad.py). With --create_label2id true and no label2id file yet, the labels found in this file are
 written to it (NER: "O" first); convert the evaluation file with the same label2id file. --regression true keeps
 the label as a float (STS-B) and needs no label2id. The schema json is written beside the records as
 {output_file}.schema.json.
@@ -26,13 +30,15 @@ from src.config import str2bool  # noqa: E402
 from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classification_features,  # noqa: E402
                                label_id, load_label2id, read_classification, read_ner, tagging_features)
 from src.records import write_records, write_schema  # noqa: E402
+from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=("classification", "ner"), required=True)
-    parser.add_argument("--input_format", choices=CLASSIFICATION_FORMATS + NER_FORMATS, required=True)
+    parser.add_argument("--task", choices=("classification", "ner", "squad"), required=True)
+    parser.add_argument("--input_format", choices=CLASSIFICATION_FORMATS + NER_FORMATS + ("squad_json",),
+                        default="squad_json")
     parser.add_argument("--input_file", required=True)
     parser.add_argument("--output_file", required=True)
     parser.add_argument("--vocab_file", required=True)
@@ -40,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--create_label2id", type=str2bool, default=False)
     parser.add_argument("--regression", type=str2bool, default=False)
     parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--doc_stride", type=int, default=128, help="SQuAD: step between document windows")
+    parser.add_argument("--max_query_length", type=int, default=64, help="SQuAD: question tokens kept")
     parser.add_argument("--do_lower_case", type=str2bool, default=True)
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
     return parser.parse_args(argv)
@@ -62,7 +70,7 @@ def convert(args: argparse.Namespace) -> int:
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
     if args.task == "classification":
         if args.input_format not in CLASSIFICATION_FORMATS:
-            raise SystemExit(f"--input_format {args.input_format} is a NER format; classification takes "
+            raise SystemExit(f"--input_format {args.input_format} is not a classification format; classification takes "
                              f"{', '.join(CLASSIFICATION_FORMATS)}")
         examples = read_classification(args.input_file, args.input_format)
         if args.regression:
@@ -72,9 +80,13 @@ def convert(args: argparse.Namespace) -> int:
             labels = [label_id(label2id, e.label, e.source, args.label2id_file) for e in examples]
         rows = [classification_features(e, tokenizer, label, args.max_seq_length)
                 for e, label in zip(examples, labels)]
+    elif args.task == "squad":
+        features = convert_examples_to_features(read_squad_examples(args.input_file), tokenizer, args.max_seq_length,
+                                                args.doc_stride, args.max_query_length, is_training=True)
+        rows = [feature_columns(feature, is_training=True) for feature in features]
     else:
         if args.input_format not in NER_FORMATS:
-            raise SystemExit(f"--input_format {args.input_format} is a classification format; NER takes "
+            raise SystemExit(f"--input_format {args.input_format} is not a NER format; NER takes "
                              f"{', '.join(NER_FORMATS)}")
         examples = read_ner(args.input_file, args.input_format)
         label2id = labels_for(args, [tag for e in examples for tag in e.tags] + ["O"])

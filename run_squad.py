@@ -1,0 +1,98 @@
+"""SQuAD v1.1 finetuning and evaluation, flags as the MindSpore model zoo's.
+
+    python run_squad.py --do_train true --do_eval true --vocab_file_path vocab.txt \
+        --train_data_file_path data/squad.tfrecord --eval_json_path dev-v1.1.json \
+        --load_pretrain_checkpoint_path ckpt/bert_base_en.ckpt --bert_network ckpt/bert_base_en.yaml
+
+Training records come from tools/convert_task_data.py --task squad; evaluation reads --eval_json_path itself
+(doc stride windows, n-best post-processing back to the original text), writes predictions.json and
+nbest_predictions.json to --output_dir and prints EM and F1 as the official v1.1 script computes them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+
+from src.checkpoint import load_checkpoint_into
+from src.config import str2bool
+from src.dataset import SQUAD_TRAIN_COLUMNS
+from src.finetune import add_common_flags, finetune, prepare
+from src.finetune_models import BertForQuestionAnswering, BertSquadWithLoss
+from src.squad import convert_examples_to_features, read_squad_examples, squad_evaluate, write_predictions
+from src.tokenization import FullTokenizer
+from src.training import latest_checkpoint
+
+PREFIX = "squad"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="BERT SQuAD v1.1 finetuning")
+    add_common_flags(parser, "finetune.yaml")
+    parser.add_argument("--num_class", type=int, default=2, help="start and end: always 2")
+    parser.add_argument("--vocab_file_path", default="", help="vocab.txt for reading --eval_json_path")
+    parser.add_argument("--eval_json_path", default="", help="SQuAD v1.1 json to evaluate on")
+    parser.add_argument("--do_lower_case", type=str2bool, default=True)
+    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--doc_stride", type=int, default=128)
+    parser.add_argument("--max_query_length", type=int, default=64)
+    parser.add_argument("--n_best_size", type=int, default=20)
+    parser.add_argument("--max_answer_length", type=int, default=30)
+    return parser.parse_args(argv)
+
+
+def evaluate(args: argparse.Namespace, model: BertForQuestionAnswering, batch_size: int) -> dict[str, float]:
+    if not (args.eval_json_path and args.vocab_file_path):
+        raise ValueError("--eval_json_path and --vocab_file_path are required with --do_eval true")
+    tokenizer = FullTokenizer(args.vocab_file_path, args.do_lower_case)
+    examples = read_squad_examples(args.eval_json_path)
+    features = convert_examples_to_features(examples, tokenizer, args.max_seq_length, args.doc_stride,
+                                            args.max_query_length, is_training=False)
+    results = {}
+    for begin in range(0, len(features), batch_size):
+        batch = features[begin:begin + batch_size]
+        inputs = [ms.Tensor(np.array([getattr(f, name) for f in batch], np.int32))
+                  for name in ("input_ids", "input_mask", "segment_ids")]
+        start_logits, end_logits = (x.asnumpy() for x in model(*inputs))
+        for feature, start, end in zip(batch, start_logits, end_logits):
+            results[feature.unique_id] = (start, end)
+    predictions = write_predictions(examples, features, results, tokenizer, args.n_best_size, args.max_answer_length,
+                                    args.output_dir)
+    return squad_evaluate(examples, predictions)
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    run_config, bert_config = prepare(args)
+    checkpoint = args.load_finetune_checkpoint_path
+    if args.do_train:
+        checkpoint = finetune(args, run_config, BertSquadWithLoss(bert_config), PREFIX, None,
+                              columns=SQUAD_TRAIN_COLUMNS)
+        print(f"finetuned checkpoint: {checkpoint}")
+    if not args.do_eval:
+        return None
+    if not checkpoint:
+        raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
+    model = BertForQuestionAnswering(bert_config.replace(hidden_dropout_prob=0.0))
+    load_checkpoint_into(model, latest_checkpoint(checkpoint, PREFIX))
+    model.set_train(False)
+    scores = evaluate(args, model, run_config.batch_size)
+    print(f"exact_match: {scores['exact_match']:.2f}, f1: {scores['f1']:.2f} "
+          f"(predictions.json and nbest_predictions.json in {args.output_dir})")
+    (Path(args.output_dir) / "eval_result.json").write_text(json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        sys.exit(f"run_squad.py: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -177,3 +177,57 @@ def test_classifier_num_class_smaller_than_the_labels(tmp_path, chinese_vocab):
                                              "--eval_data_file_path", str(tmp_path / "d.tfrecord"),
                                              "--save_finetune_checkpoint_path", str(tmp_path / "c"),
                                              "--output_dir", str(tmp_path)]))
+
+
+def test_msra_style_preprocessing_filters_classes_and_splits(tmp_path, chinese_vocab):
+    import mindspore.dataset as ds
+    from tools import finetune_data_preprocess
+    lines = (DATA / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()[:100]
+    with open(tmp_path / "msra.txt", "w", encoding="utf-8") as handle:  # BIO, as MSRA NER is distributed
+        for line in lines:
+            characters, tags = peoples_daily_bio(line)
+            if characters:
+                handle.write("".join(f"{c} {t}\n" for c, t in zip(characters, tags)) + "\n")
+    (tmp_path / "labels.txt").write_text("O\nB-PER\nI-PER\nB-LOC\nI-LOC\nB-ORG\nI-ORG\n")
+    finetune_data_preprocess.main(["--data_dir", str(tmp_path / "msra.txt"), "--vocab_file", str(chinese_vocab),
+                                   "--save_path", str(tmp_path / "train.mindrecord"), "--label2id",
+                                   str(tmp_path / "labels.txt"), "--max_seq_len", "64", "--class_filter", "LOC",
+                                   "--split_begin", "0.0", "--split_end", "0.8"])
+    rows = list(ds.MindDataset([str(tmp_path / "train.mindrecord")], columns_list=["label_ids"], shuffle=False)
+                .create_tuple_iterator(output_numpy=True))
+    sentences = sum(1 for block in (tmp_path / "msra.txt").read_text(encoding="utf-8").split("\n\n") if block.strip())
+    assert len(rows) == int(sentences * 0.8)
+    used = {int(i) for row in rows for i in row[0]}
+    assert used <= {0, 3, 4} and {3, 4} <= used  # only O, B-LOC, I-LOC survive the filter
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("cola.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n",
+     [("Our friends won't buy this analysis.", None, "1"), ("They drank the pub.", None, "0")]),
+    ("sst2.tsv", "sentence\tlabel\nhide new secretions from the parental units \t0\n",
+     [("hide new secretions from the parental units ", None, "0")]),
+    ("mrpc.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t702876\t702977\tAmrozi accused his brother .\t"
+                 "Referring to him , Amrozi accused his brother .\n",
+     [("Amrozi accused his brother .", "Referring to him , Amrozi accused his brother .", "1")]),
+    ("stsb.tsv", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                 "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane is taking off.\t"
+                 "An air plane is taking off.\t5.000\n",
+     [("A plane is taking off.", "An air plane is taking off.", "5.000")]),
+])
+def test_glue_tsv_formats(tmp_path, name, content, expected):
+    from src.finetune_data import read_classification
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    examples = read_classification(tmp_path / name, "glue_tsv")
+    assert [(e.text_a, e.text_b, e.label) for e in examples] == expected
+
+
+def test_clue_json_single_sentences_and_pairs(tmp_path):
+    from src.finetune_data import read_classification
+    (tmp_path / "tnews.json").write_text('{"label": "102", "label_desc": "news_entertainment", "sentence": '
+                                         '"江疏影甜甜圈自拍", "keywords": ""}\n', encoding="utf-8")
+    (tmp_path / "afqmc.json").write_text('{"sentence1": "花呗如何还款", "sentence2": "花呗怎么还款", "label": "1"}\n',
+                                         encoding="utf-8")
+    assert [(e.text_a, e.text_b, e.label) for e in read_classification(tmp_path / "tnews.json", "clue_json")] == \
+        [("江疏影甜甜圈自拍", None, "102")]
+    assert [(e.text_a, e.text_b, e.label) for e in read_classification(tmp_path / "afqmc.json", "clue_json")] == \
+        [("花呗如何还款", "花呗怎么还款", "1")]

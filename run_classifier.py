@@ -10,13 +10,10 @@ Records come from tools/convert_task_data.py --task classification. --num_class 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-from src.finetune import add_common_flags, finetune, predict, prepare
+from src.finetune import add_common_flags, finetune, predict, prepare, run_entry, write_eval_result
 from src.finetune_models import BertClassifierWithLoss, BertForSequenceClassification
 from src.metrics import ASSESSMENT_METHODS, classification_score
 from src.training import latest_checkpoint
@@ -56,17 +53,12 @@ def run(args: argparse.Namespace) -> dict | None:
     result = {args.assessment_method: score, "examples": len(labels), "majority_class_accuracy": majority}
     print(f"{args.assessment_method}: {score:.4f} over {len(labels)} examples"
           + (f" (majority class: {majority:.4f})" if majority is not None else ""))
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(args.output_dir) / "eval_result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_eval_result(args.output_dir, result)
     return result
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        sys.exit(f"run_classifier.py: {error}")
+    return run_entry("run_classifier.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":

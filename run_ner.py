@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from src.config import str2bool
 from src.crf import backtrack
-from src.finetune import add_common_flags, finetune, predict, prepare
+from src.finetune import add_common_flags, finetune, predict, prepare, run_entry, write_eval_result
 from src.finetune_data import load_label2id
 from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
 from src.metrics import entity_scores, entity_spans
@@ -98,8 +97,7 @@ def run(args: argparse.Namespace) -> dict | None:
           f"{scores['gold_entities']} gold entities, {scores['predicted_entities']} predicted); "
           f"token accuracy: {scores['token_accuracy']:.4f}")
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "eval_result.json").write_text(json.dumps(scores, indent=2) + "\n")
+    write_eval_result(output_dir, scores)
     if args.assessment_method == "clue_benchmark":
         if not args.eval_json_path:
             raise ValueError("--eval_json_path is required with --assessment_method clue_benchmark")
@@ -109,11 +107,7 @@ def run(args: argparse.Namespace) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        sys.exit(f"run_ner.py: {error}")
+    return run_entry("run_ner.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":

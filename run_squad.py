@@ -11,9 +11,6 @@ nbest_predictions.json to --output_dir and prints EM and F1 as the official v1.1
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -21,7 +18,7 @@ import numpy as np
 from src.checkpoint import load_checkpoint_into
 from src.config import str2bool
 from src.dataset import SQUAD_TRAIN_COLUMNS
-from src.finetune import add_common_flags, finetune, prepare
+from src.finetune import add_common_flags, finetune, prepare, run_entry, write_eval_result
 from src.finetune_models import BertForQuestionAnswering, BertSquadWithLoss
 from src.squad import convert_examples_to_features, read_squad_examples, squad_evaluate, write_predictions
 from src.tokenization import FullTokenizer
@@ -82,16 +79,12 @@ def run(args: argparse.Namespace) -> dict | None:
     scores = evaluate(args, model, run_config.batch_size)
     print(f"exact_match: {scores['exact_match']:.2f}, f1: {scores['f1']:.2f} "
           f"(predictions.json and nbest_predictions.json in {args.output_dir})")
-    (Path(args.output_dir) / "eval_result.json").write_text(json.dumps(scores, indent=2) + "\n")
+    write_eval_result(args.output_dir, scores)
     return scores
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        sys.exit(f"run_squad.py: {error}")
+    return run_entry("run_squad.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ checkpoints as pretraining); the optimizer honours the config's weight decay and
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import mindspore as ms
 import numpy as np
@@ -110,3 +112,20 @@ def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, che
         outputs = model(input_ids, input_mask, segment_ids)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         yield tuple(o.asnumpy() for o in outputs) + (input_mask.asnumpy(), label_ids.asnumpy())
+
+
+def write_eval_result(output_dir: str | Path, result: dict) -> Path:
+    path = Path(output_dir) / "eval_result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def run_entry(script: str, parse_args: Callable[[list[str] | None], argparse.Namespace],
+              run: Callable[[argparse.Namespace], dict | None], argv: list[str] | None) -> dict | None:
+    """An entry script's main: bad input ends the program with one line naming the script."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+        sys.exit(f"{script}: {error}")

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> Path | None:
     checkpoints = CheckpointPolicy(Path(args.save_checkpoint_path or ".") / f"ckpt_{rank}",
                                    args.save_checkpoint_steps, args.save_checkpoint_num) \
         if args.enable_save_ckpt else None
-    return train(network, run_config, make_dataset, steps_per_epoch, total_steps, Path(args.output_dir), checkpoints,
+    # Rank 0 logs to output_dir, the others beside it, so the files of parallel ranks never interleave.
+    output_dir = Path(args.output_dir) if rank == 0 else Path(args.output_dir) / f"rank_{rank}"
+    return train(network, run_config, make_dataset, steps_per_epoch, total_steps, output_dir, checkpoints,
                  args.load_checkpoint_path, args.accumulation_steps, args.enable_lossscale, args.enable_data_sink,
                  args.data_sink_steps, device_num)
 

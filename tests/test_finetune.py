@@ -42,7 +42,7 @@ def test_sentiment_classification_beats_the_majority_class(tmp_path):
         "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
         "--bert_network", str(model_yaml(tmp_path, 4000, 64)), "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
         "--output_dir", str(tmp_path)])
-    # Measured: 0.775 against 0.5325 for the majority class.
+    # Measured: 0.765 against 0.5325 for the majority class.
     assert result["accuracy"] > result["majority_class_accuracy"] + 0.1, result
     assert json.loads((tmp_path / "eval_result.json").read_text())["examples"] == 400
 
@@ -87,7 +87,7 @@ def test_crf_ner_entity_f1_rises_with_epochs_and_writes_the_clue_submission(tmp_
         scores[epochs] = ner(directory, model, "--do_train", "true", "--do_eval", "true", "--use_crf", "true",
                              "--epoch_num", str(epochs), "--save_finetune_checkpoint_path", str(tmp_path / f"e{epochs}"),
                              "--output_dir", str(tmp_path / f"e{epochs}"))
-    # Measured: entity F1 0.19 after 3 epochs (973 gold entities), less after 1.
+    # Measured: entity F1 0.000 after 1 epoch (no entity predicted yet), 0.142 after 3 (973 gold entities).
     assert scores[3]["f1"] > 0.1 and scores[3]["f1"] > scores[1]["f1"] + 0.05, scores
     assert scores[3]["gold_entities"] > 900
 
@@ -115,7 +115,7 @@ def test_softmax_ner_learns_entities(tmp_path, peoples_daily_ner):
     directory, model = peoples_daily_ner
     scores = ner(directory, model, "--do_train", "true", "--do_eval", "true", "--use_crf", "false", "--epoch_num",
                  "3", "--save_finetune_checkpoint_path", str(tmp_path), "--output_dir", str(tmp_path))
-    # Measured: entity F1 0.13 (940 entities predicted, 973 gold).
+    # Measured: entity F1 0.125 (957 entities predicted, 973 gold).
     assert scores["f1"] > 0.05 and scores["predicted_entities"] > 300, scores
 
 

@@ -108,6 +108,8 @@ class CheckpointSaver(Callback):
         self.start_step = start_step
         self.prefix = prefix
         self.last_saved = start_step
+        for stale in self.directory.glob(f".{prefix}-*.partial.ckpt"):  # left by a run killed while writing
+            stale.unlink()
 
     def save(self, step: int) -> Path:
         epoch, _ = epoch_and_percent(step, self.steps_per_epoch)

@@ -2,8 +2,7 @@
 
 Entity-level F1 counts an entity right only when its type and both boundaries match. The model zoo's NER "F1"
 counted tokens, which inflates the figure; `token_accuracy` is reported beside it under its own name.
-(seqeval itself is an sdist that does not build in a fresh virtual environment without setuptools-scm, so its
-chunking rules -- conlleval's -- are implemented here and tested against hand-checked cases.)
+Entity chunking is seqeval's default (conlleval) mode; the counts are kept here so the script can print them.
 """
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy.stats import spearmanr
+from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 ASSESSMENT_METHODS = ("accuracy", "f1", "mcc", "spearman_correlation")
@@ -30,37 +30,9 @@ def classification_score(method: str, labels: Sequence, predictions: Sequence) -
     raise ValueError(f"unknown assessment_method '{method}': use one of {', '.join(ASSESSMENT_METHODS)}")
 
 
-def _split(tag: str) -> tuple[str, str]:
-    if tag in ("O", ""):
-        return "O", ""
-    prefix, _, entity_type = tag.partition("-")
-    return prefix, entity_type
-
-
-def _ends(previous: tuple[str, str], current: tuple[str, str]) -> bool:
-    (p, pt), (c, ct) = previous, current
-    return (p in ("E", "S") or (p in ("B", "I") and c in ("B", "S", "O")) or (p != "O" and pt != ct))
-
-
-def _starts(previous: tuple[str, str], current: tuple[str, str]) -> bool:
-    (p, pt), (c, ct) = previous, current
-    return (c in ("B", "S") or (p in ("E", "S", "O") and c in ("I", "E")) or (c != "O" and pt != ct))
-
-
 def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """(type, first, last) of every entity in a BIO / BIOES tag sequence, chunked as conlleval does."""
-    spans = set()
-    start = None
-    previous = ("O", "")
-    for index, tag in enumerate(list(tags) + ["O"]):
-        current = _split(tag)
-        if start is not None and _ends(previous, current):
-            spans.add((previous[1], start, index - 1))
-            start = None
-        if current[0] != "O" and _starts(previous, current):
-            start = index
-        previous = current
-    return spans
+    """(type, first, last) of every entity in a BIO / BIOES tag sequence, chunked as conlleval does (seqeval)."""
+    return set(get_entities(list(tags)))
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, float]:

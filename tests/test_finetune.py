@@ -2,6 +2,7 @@
 from a fresh tiny model; the CLUENER path; and one-line errors on bad task data."""
 import json
 
+import numpy as np
 import pytest
 
 import run_classifier
@@ -257,3 +258,48 @@ def test_clue_json_single_sentences_and_pairs(tmp_path):
         [("江疏影甜甜圈自拍", None, "102")]
     assert [(e.text_a, e.text_b, e.label) for e in read_classification(tmp_path / "afqmc.json", "clue_json")] == \
         [("花呗如何还款", "花呗怎么还款", "1")]
+
+
+def test_finetuning_starts_from_the_weights_run_pretrain_wrote(tmp_path, chinese_text_file, chinese_vocab):
+    """The user's path: run_pretrain.py on Chinese text, then run_classifier.py on reviews from its checkpoint
+    directory. With a zero learning rate the finetuned body is exactly the pretrained one; the pretraining heads
+    and optimizer state stay behind, the classifier head is new."""
+    import yaml
+
+    import run_pretrain
+    from src.checkpoint import read_checkpoint
+    from tests.conftest import write_run_config
+    from tools import create_pretraining_data
+    create_pretraining_data.main(["--input_file", str(chinese_text_file), "--output_dir", str(tmp_path / "records"),
+                                  "--vocab_file", str(chinese_vocab), "--max_seq_length", "64",
+                                  "--max_predictions_per_seq", "10", "--dupe_factor", "1", "--processes", "1"])
+    vocab_size = sum(1 for _ in open(chinese_vocab, encoding="utf-8"))
+    pretrain_config = write_run_config(tmp_path, vocab_size=vocab_size)
+    run_pretrain.main(["--data_dir", str(tmp_path / "records"), "--config", str(pretrain_config), "--device_target",
+                       "CPU", "--train_steps", "3", "--save_checkpoint_path", str(tmp_path), "--output_dir",
+                       str(tmp_path / "pretrain")])
+    pretrained = read_checkpoint(tmp_path / "ckpt_0" / "checkpoint_bert-1_3.ckpt")
+
+    finetune_config = yaml.safe_load(open(TINY, encoding="utf-8"))
+    finetune_config["optimizers"]["Lamb"]["learning_rate"] = 0.0
+    (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(finetune_config), encoding="utf-8")
+    lines = (DATA / "sentiment_zh_2400.txt").read_text(encoding="utf-8").splitlines()[:64]
+    (tmp_path / "reviews.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "reviews.txt"),
+            "--output_file", str(tmp_path / "reviews.tfrecord"), "--vocab_file", str(chinese_vocab),
+            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "64")
+    run_classifier.main(["--do_train", "true", "--do_eval", "true", "--epoch_num", "1", "--num_class", "2",
+                         "--device_target", "CPU", "--config", str(tmp_path / "finetune.yaml"),
+                         "--bert_network", str(tmp_path / "model.yaml"),
+                         "--load_pretrain_checkpoint_path", str(tmp_path / "ckpt_0"),
+                         "--train_data_file_path", str(tmp_path / "reviews.tfrecord"),
+                         "--eval_data_file_path", str(tmp_path / "reviews.tfrecord"),
+                         "--save_finetune_checkpoint_path", str(tmp_path / "finetuned"),
+                         "--output_dir", str(tmp_path / "finetune")])
+    finetuned = read_checkpoint(next((tmp_path / "finetuned").glob("classifier-*.ckpt")))
+    body = [name for name in pretrained if name.startswith("bert.")]
+    assert len(body) > 30
+    for name in body:
+        np.testing.assert_array_equal(finetuned[name], pretrained[name], err_msg=name)
+    assert not any(name.startswith("cls.") for name in finetuned)
+    assert {"classifier.weight", "classifier.bias"} <= set(finetuned)

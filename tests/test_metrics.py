@@ -33,3 +33,18 @@ def test_entity_f1_counts_entities_not_tokens():
     assert scores["precision"] == pytest.approx(2 / 3) and scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(2 / 3)
     assert scores["token_accuracy"] == pytest.approx(6 / 7)  # what a token-level "F1" would flatter
+
+
+def test_entity_scores_equal_seqeval_on_random_tag_sequences():
+    """Micro-averaging over sentences as seqeval's classification report does (entities never cross sentences)."""
+    import random
+
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    rng = random.Random(0)
+    tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC"]
+    gold = [[rng.choice(tags) for _ in range(rng.randint(1, 12))] for _ in range(200)]
+    predicted = [[tag if rng.random() < 0.7 else rng.choice(tags) for tag in sentence] for sentence in gold]
+    scores = entity_scores(gold, predicted)
+    assert scores["precision"] == pytest.approx(precision_score(gold, predicted))
+    assert scores["recall"] == pytest.approx(recall_score(gold, predicted))
+    assert scores["f1"] == pytest.approx(f1_score(gold, predicted))

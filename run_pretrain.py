@@ -14,7 +14,7 @@ from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import load_bert_config, load_run_config, str2bool
 from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
-from src.training import CheckpointPolicy, train
+from src.training import CheckpointPolicy, sinks, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> Path | None:
                                                     args.dataset_format, False, device_num, rank,
                                                     vocab_size=bert_config.vocab_size)
     total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * steps_per_epoch
+    if args.train_steps <= 0 and sinks(args.enable_data_sink) and total_steps > args.data_sink_steps:
+        # As the zoo does: whole sinks of data_sink_steps batches; the last partial sink is not trained.
+        total_steps -= total_steps % args.data_sink_steps
 
     def make_dataset(epochs: int, skip_batches: int):
         return create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,

@@ -47,6 +47,11 @@ def resume(train_cell: nn.Cell, network: nn.Cell, path: str | Path) -> int:
     return 0
 
 
+def sinks(data_sink: bool) -> bool:
+    """Whether batches are sunk to the device: asked for, and not on CPU (which has no sink)."""
+    return data_sink and ms.get_context("device_target") != "CPU"
+
+
 def fit(train_cell: nn.Cell, dataset, steps: int, callbacks: Sequence[Callback], data_sink: bool,
         sink_steps: int = 1) -> None:
     """Train for `steps` calls of train_cell. With data sinking, batches go to the device sink_steps at a time.
@@ -58,10 +63,14 @@ def fit(train_cell: nn.Cell, dataset, steps: int, callbacks: Sequence[Callback],
         return
     model = Model(train_cell)
     dataset = dataset.take(steps)
-    if data_sink and ms.get_context("device_target") != "CPU" and steps % sink_steps == 0:
+    sinking = sinks(data_sink)
+    if sinking and steps % sink_steps == 0:
         model.train(steps // sink_steps, dataset, callbacks=list(callbacks), dataset_sink_mode=True,
                     sink_size=sink_steps)
     else:
+        if sinking:
+            print(f"note: data sinking is off: {steps} steps are not a multiple of --data_sink_steps {sink_steps} "
+                  f"(pick --train_steps or --data_sink_steps so they are)", flush=True)
         model.train(1, dataset, callbacks=list(callbacks), dataset_sink_mode=False)
 
 

@@ -38,7 +38,8 @@ def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> No
     parser.add_argument("--load_pretrain_checkpoint_path", default="",
                         help="pretrained weights (run_pretrain.py or tools/convert_checkpoint.py output)")
     parser.add_argument("--load_finetune_checkpoint_path", default="",
-                        help="finetuned checkpoint to evaluate (file or directory; default: the one trained now)")
+                        help="finetuned checkpoint to evaluate (file or directory; default: the one trained now); "
+                             "with --do_train true, the checkpoint of an interrupted finetuning run to continue")
     parser.add_argument("--train_data_file_path", default="")
     parser.add_argument("--eval_data_file_path", default="")
     parser.add_argument("--schema_file_path", default="", help="schema json of the TFRecords (optional)")
@@ -71,7 +72,9 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
              columns: tuple[str, ...] = TASK_COLUMNS) -> Path:
     """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint.
 
-    num_labels: checked against the label ids of the records (None for a regression)."""
+    num_labels: checked against the label ids of the records (None for a regression).
+    --load_finetune_checkpoint_path with training continues an interrupted run from that checkpoint (weights,
+    optimizer state, step, learning-rate position), as run_pretrain.py does with --load_checkpoint_path."""
     if not args.train_data_file_path:
         raise ValueError("--train_data_file_path is required with --do_train true")
     if num_labels is not None:
@@ -92,8 +95,10 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
                                             columns=columns, float_columns=float_columns)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
                                    prefix=prefix)
+    resume_from = latest_checkpoint(args.load_finetune_checkpoint_path, prefix) \
+        if args.load_finetune_checkpoint_path else ""
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
-                 Path(args.output_dir), checkpoints)
+                 Path(args.output_dir), checkpoints, resume_from)
 
 
 def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,

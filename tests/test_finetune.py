@@ -303,3 +303,44 @@ def test_finetuning_starts_from_the_weights_run_pretrain_wrote(tmp_path, chinese
         np.testing.assert_array_equal(finetuned[name], pretrained[name], err_msg=name)
     assert not any(name.startswith("cls.") for name in finetuned)
     assert {"classifier.weight", "classifier.bias"} <= set(finetuned)
+
+
+def test_an_interrupted_finetuning_run_continues_to_the_weights_of_an_uninterrupted_one(tmp_path, sentiment,
+                                                                                      monkeypatch):
+    """--do_train true with --load_finetune_checkpoint_path continues from the epoch-1 checkpoint: weights,
+    optimizer moments, step and learning-rate position, and the data order (no dropout, so bit for bit)."""
+    import shutil
+
+    import src.finetune
+    from src.checkpoint import read_checkpoint
+    directory, vocab = sentiment
+    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:256]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
+            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
+            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
+    policy = src.finetune.CheckpointPolicy
+    monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
+    from src.config import load_bert_config, save_bert_config
+    model = save_bert_config(load_bert_config("tiny", vocab_size=4000, seq_length=32, hidden_dropout_prob=0.0,
+                                              attention_probs_dropout_prob=0.0), tmp_path / "model.yaml")
+
+    def finetune_run(checkpoints, *flags):
+        run_classifier.main(["--do_train", "true", "--epoch_num", "2", "--num_class", "2", "--device_target", "CPU",
+                             "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--config", TINY,
+                             "--bert_network", str(model), "--save_finetune_checkpoint_path", str(checkpoints),
+                             "--output_dir", str(checkpoints), *flags])
+        return sorted(p.name for p in checkpoints.glob("classifier-*.ckpt"))
+
+    assert finetune_run(tmp_path / "whole") == ["classifier-1_8.ckpt", "classifier-2_16.ckpt"]
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    shutil.copy(tmp_path / "whole" / "classifier-1_8.ckpt", interrupted)
+    assert finetune_run(interrupted, "--load_finetune_checkpoint_path", str(interrupted))[-1] == "classifier-2_16.ckpt"
+    expected = read_checkpoint(tmp_path / "whole" / "classifier-2_16.ckpt")
+    got = read_checkpoint(interrupted / "classifier-2_16.ckpt")
+    assert "global_step" in got and set(got) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+    steps = [line.split("step: ")[1].split(",")[0] for line in (interrupted / "train_log.txt").read_text().splitlines()]
+    assert steps == [str(step) for step in range(9, 17)]

@@ -2,7 +2,7 @@
 # Data-parallel pretraining on the Ascend devices of an HCCL rank table, one background process per device;
 # logs in ./LOG{N}/pretraining_log.txt, checkpoints in ./LOG{N}/ckpt_{N}/.
 #   bash scripts/run_distributed_pretrain_ascend.sh DATA_DIR RANK_TABLE_FILE [EPOCH_SIZE] [run_pretrain.py flags]
-# The rank table is the JSON that the model zoo's hccl_tools.py writes for the devices of this machine.
+# The rank table is the JSON that scripts/hccl_tools.py (like the model zoo's) writes for this machine.
 # Flags with paths (e.g. --config) need absolute paths: each rank runs in its LOG{N} directory.
 # Not run on Ascend hardware by this project (no device was available): report what breaks.
 if [ $# -lt 2 ]; then

@@ -10,7 +10,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from src.bert_model import BertModel, Dense, LayerNorm, activation, ms_dtype
+from src.bert_model import BertModel, Dense, LayerNorm, activation, matmul_transposed, ms_dtype
 from src.config import BertConfig
 
 
@@ -27,10 +27,10 @@ class BertPredictionHeadTransform(nn.Cell):
         super().__init__()
         self.dense = Dense(config.hidden_size, config.hidden_size, config.initializer_range, config.compute_type)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
-        self.hidden_act = config.hidden_act
+        self.transform_act_fn = activation(config.hidden_act)
 
     def construct(self, hidden_states: Tensor) -> Tensor:
-        return self.LayerNorm(activation(self.hidden_act, self.dense(hidden_states)))
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
 
 class BertLMPredictionHead(nn.Cell):
@@ -41,10 +41,11 @@ class BertLMPredictionHead(nn.Cell):
         self.transform = BertPredictionHeadTransform(config)
         self.bias = Parameter(initializer("zeros", [config.vocab_size], ms.float32), name="bias")
         self.compute_type = ms_dtype(config.compute_type)
+        self.matmul_transposed = matmul_transposed()
 
     def construct(self, hidden_states: Tensor, word_embeddings: Tensor) -> Tensor:
         hidden_states = self.transform(hidden_states).astype(self.compute_type)
-        logits = ops.matmul(hidden_states, word_embeddings.astype(self.compute_type).T)
+        logits = self.matmul_transposed(hidden_states, word_embeddings.astype(self.compute_type))
         return logits.astype(ms.float32) + self.bias  # [n, vocab]
 
 

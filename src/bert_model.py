@@ -52,8 +52,8 @@ def activation(name: str) -> nn.Cell:
 
 
 # Matrix products go through the MatMul / BatchMatMul primitives (flattened to 2-D for the linear layers): in
-# graph mode on CPU, ops.dense and ops.matmul kept each call's output alive instead of reusing its memory, which
-# made a training step take 3.3x the memory of PyTorch eager (bench/pretrain_step_vs_torch.py --memory).
+# graph mode on CPU, ops.dense and ops.matmul kept buffers of each call alive instead of reusing their memory
+# (4x the output per linear layer; bench/pretrain_step_vs_torch.py --memory).
 def matmul_transposed() -> ops.Primitive:
     """x @ y^T over the last two axes (any leading batch axes)."""
     return ops.BatchMatMul(transpose_b=True)
@@ -316,7 +316,11 @@ class BertModel(nn.Cell):
         self.pooler = BertPooler(config)
 
     def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor) -> tuple[Tensor, Tensor]:
-        # [batch, 1, 1, seq]: 0 where attended, MASK_ADDER at padding; broadcast over heads and queries.
-        attention_bias = (1.0 - input_mask.astype(ms.float32))[:, None, None, :] * MASK_ADDER
+        # [batch, heads, seq, seq]: 0 where attended, MASK_ADDER at padding keys. Broadcast here once rather than
+        # in every layer's addition: on CPU each broadcasting add kept scores-sized buffers alive for the backward
+        # pass (16 MiB a layer at batch 16, 4 heads, seq 128).
+        batch, seq = input_ids.shape
+        attention_bias = ops.broadcast_to((1.0 - input_mask.astype(ms.float32))[:, None, None, :] * MASK_ADDER,
+                                          (batch, self.config.num_attention_heads, seq, seq))
         sequence_output = self.encoder(self.embeddings(input_ids, token_type_ids), attention_bias)
         return sequence_output, self.pooler(sequence_output)

@@ -10,7 +10,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from src.bert_model import BertModel, Dense, LayerNorm, activation, matmul_transposed, ms_dtype
+from src.bert_model import BertModel, Dense, LayerNorm, activation, ms_dtype
 from src.config import BertConfig
 
 
@@ -41,7 +41,7 @@ class BertLMPredictionHead(nn.Cell):
         self.transform = BertPredictionHeadTransform(config)
         self.bias = Parameter(initializer("zeros", [config.vocab_size], ms.float32), name="bias")
         self.compute_type = ms_dtype(config.compute_type)
-        self.matmul_transposed = matmul_transposed()
+        self.matmul_transposed = ops.MatMul(transpose_b=True)  # see src/bert_model.py: not ops.matmul
 
     def construct(self, hidden_states: Tensor, word_embeddings: Tensor) -> Tensor:
         hidden_states = self.transform(hidden_states).astype(self.compute_type)

@@ -54,11 +54,6 @@ def activation(name: str) -> nn.Cell:
 # Matrix products go through the MatMul / BatchMatMul primitives (flattened to 2-D for the linear layers): in
 # graph mode on CPU, ops.dense and ops.matmul kept buffers of each call alive instead of reusing their memory
 # (4x the output per linear layer; bench/pretrain_step_vs_torch.py --memory).
-def matmul_transposed() -> ops.Primitive:
-    """x @ y^T over the last two axes (any leading batch axes)."""
-    return ops.BatchMatMul(transpose_b=True)
-
-
 class Dense(nn.Cell):
     """y = x W^T + b with W of shape [out, in] (as torch.nn.Linear), computed in `compute_type`."""
 
@@ -184,7 +179,7 @@ class BertSelfAttention(nn.Cell):
         self.key = Dense(hidden, hidden, config.initializer_range, config.compute_type)
         self.value = Dense(hidden, hidden, config.initializer_range, config.compute_type)
         self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
-        self.matmul_transposed = matmul_transposed()
+        self.matmul_transposed = ops.BatchMatMul(transpose_b=True)
         self.matmul = ops.BatchMatMul()
         self.use_relative_positions = config.use_relative_positions
         if self.use_relative_positions:

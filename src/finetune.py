@@ -95,10 +95,8 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
                                             columns=columns, float_columns=float_columns)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
                                    prefix=prefix)
-    resume_from = latest_checkpoint(args.load_finetune_checkpoint_path, prefix) \
-        if args.load_finetune_checkpoint_path else ""
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
-                 Path(args.output_dir), checkpoints, resume_from)
+                 Path(args.output_dir), checkpoints, args.load_finetune_checkpoint_path)
 
 
 def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,

@@ -89,13 +89,15 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
+    resume_from: a checkpoint, or a directory of them (its newest with the checkpoint policy's prefix).
     """
     optimizer = create_optimizer(run_config.optimizer, run_config.optimizer_settings(total_steps // accumulation_steps),
                                  network.trainable_params(), decay_steps=max(total_steps // accumulation_steps, 1))
     train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
                                   run_config.clip_norm, accumulation_steps)
     train_cell.set_train()
-    start_step = resume(train_cell, network, latest_checkpoint(resume_from)) if resume_from else 0
+    prefix = checkpoints.prefix if checkpoints else CheckpointPolicy.prefix
+    start_step = resume(train_cell, network, latest_checkpoint(resume_from, prefix)) if resume_from else 0
     dataset = make_dataset(-(-total_steps // steps_per_epoch), start_step)
     output_dir.mkdir(parents=True, exist_ok=True)
     callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,

@@ -20,9 +20,9 @@ def convert(*flags):
     convert_task_data.main(list(flags))
 
 
-def model_yaml(tmp_path, vocab_size, seq_length):
+def model_yaml(tmp_path, vocab_size, seq_length, **overrides):
     from src.config import load_bert_config, save_bert_config
-    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length),
+    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length, **overrides),
                             tmp_path / "model.yaml")
 
 
@@ -321,9 +321,7 @@ def test_an_interrupted_finetuning_run_continues_to_the_weights_of_an_uninterrup
             "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
     policy = src.finetune.CheckpointPolicy
     monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
-    from src.config import load_bert_config, save_bert_config
-    model = save_bert_config(load_bert_config("tiny", vocab_size=4000, seq_length=32, hidden_dropout_prob=0.0,
-                                              attention_probs_dropout_prob=0.0), tmp_path / "model.yaml")
+    model = model_yaml(tmp_path, 4000, 32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
     def finetune_run(checkpoints, *flags):
         run_classifier.main(["--do_train", "true", "--epoch_num", "2", "--num_class", "2", "--device_target", "CPU",

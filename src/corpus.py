@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from src.tokenization import not_utf8_message
+
 # A sentence ends at 。！？； (Chinese) or at . ! ? followed by white space and an upper-case letter,
 # a quote or a digit (English). Abbreviations ("e.g. the") rarely meet the second condition.
 _SENTENCE_END = re.compile(r"(?<=[。！？；])|(?:(?<=[.!?])|(?<=[.!?][\"”')\]]))\s+(?=[A-Z\"“(\[0-9])")
@@ -86,13 +88,16 @@ def write_documents(documents: Iterable[list[str]], path: str | Path) -> int:
 def read_documents(path: str | Path) -> Iterator[list[str]]:
     """Stream documents back from a text file in that format (memory: one document)."""
     document: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                document.append(line)
-            elif document:
-                yield document
-                document = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if line:
+                    document.append(line)
+                elif document:
+                    yield document
+                    document = []
+    except UnicodeDecodeError:
+        raise ValueError(not_utf8_message(path)) from None
     if document:
         yield document

@@ -9,7 +9,9 @@ sentences), People's Daily POS-tagged text (nr/ns/nt -> PER/LOC/ORG).
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from src.corpus import peoples_daily_words
-from src.tokenization import FullTokenizer
+from src.tokenization import FullTokenizer, not_utf8_message
 
 CLASSIFICATION_FORMATS = ("clue_json", "glue_tsv", "label_text")
 NER_FORMATS = ("cluener_json", "bio", "peoples_daily")
@@ -39,12 +41,33 @@ class TaggedExample:
     source: str
 
 
-def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+def _existing(path: str | Path, what: str = "data file") -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist: check the path")
+    return path
+
+
+def _not_utf8(path: Path) -> ValueError:
+    return ValueError(not_utf8_message(path) or f"{path} is not UTF-8 text: convert it to UTF-8")
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    path = _existing(path)
     with open(path, encoding="utf-8") as handle:
-        yield from enumerate(handle, 1)
+        try:
+            yield from enumerate(handle, 1)
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+
+
+def _read_text(path: str | Path, what: str = "data file", newline: str | None = None) -> str:
+    path = _existing(path, what)
+    try:
+        with open(path, encoding="utf-8", newline=newline) as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
 
 
 def _json_lines(path: str | Path) -> Iterator[tuple[str, dict]]:
@@ -52,15 +75,19 @@ def _json_lines(path: str | Path) -> Iterator[tuple[str, dict]]:
         if not line.strip():
             continue
         try:
-            yield f"{path}:{number}", json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}): one JSON object a line is "
                              f"expected; fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number} is JSON but not an object: one {{...}} a line is expected")
+        yield f"{path}:{number}", row
 
 
-def _require(examples: list, path: str | Path) -> list:
+def _require(examples: list, path: str | Path, file_format: str) -> list:
     if not examples:
-        raise ValueError(f"data file {path} holds no examples: it is empty or in another format")
+        raise ValueError(f"data file {path} holds no examples: it is empty or not {file_format}; pass a "
+                         f"{file_format} file or the --input_format it is in")
     return examples
 
 
@@ -74,9 +101,9 @@ def read_classification(path: str | Path, file_format: str) -> list[TextExample]
                 raise ValueError(f"{source} lacks \"sentence\" (or \"sentence1\") or \"label\": not CLUE "
                                  f"classification json")
             examples.append(TextExample(text_a, row.get("sentence2"), str(row["label"]), source))
-        return _require(examples, path)
+        return _require(examples, path, file_format)
     if file_format == "glue_tsv":
-        return _require(_read_glue_tsv(path), path)
+        return _require(_read_glue_tsv(path), path, file_format)
     if file_format == "label_text":
         examples = []
         for number, line in _lines(path):
@@ -88,13 +115,12 @@ def read_classification(path: str | Path, file_format: str) -> list[TextExample]
                                  f"[<TAB>text_b] is expected")
             examples.append(TextExample(fields[1], fields[2] if len(fields) == 3 else None, fields[0],
                                         f"{path}:{number}"))
-        return _require(examples, path)
+        return _require(examples, path, file_format)
     raise ValueError(f"unknown classification format '{file_format}': use one of {', '.join(CLASSIFICATION_FORMATS)}")
 
 
 def _read_glue_tsv(path: str | Path) -> list[TextExample]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(io.StringIO(_read_text(path, newline="")), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         return []
     header = rows[0]
@@ -121,18 +147,13 @@ def read_ner(path: str | Path, file_format: str) -> list[TaggedExample]:
         examples = []
         for source, row in _json_lines(path):
             text = row.get("text")
-            if text is None:
-                raise ValueError(f"{source} lacks \"text\": not CLUENER json")
+            if not isinstance(text, str):
+                raise ValueError(f"{source} lacks a \"text\" string: not CLUENER json")
             tags = ["O"] * len(text)
-            for entity_type, spans in (row.get("label") or {}).items():
-                for entity, positions in spans.items():
-                    for start, end in positions:
-                        if text[start:end + 1] != entity:
-                            raise ValueError(f"{source}: span [{start}, {end}] is '{text[start:end + 1]}' but the "
-                                             f"label says '{entity}'; fix the offsets")
-                        tags[start:end + 1] = [f"B-{entity_type}"] + [f"I-{entity_type}"] * (end - start)
+            for start, end, entity_type, _ in cluener_spans(row, source):
+                tags[start:end + 1] = [f"B-{entity_type}"] + [f"I-{entity_type}"] * (end - start)
             examples.append(TaggedExample(list(text), tags, source))
-        return _require(examples, path)
+        return _require(examples, path, file_format)
     if file_format == "bio":
         examples, tokens, tags, first = [], [], [], 1
         for number, line in _lines(path):
@@ -148,15 +169,54 @@ def read_ner(path: str | Path, file_format: str) -> list[TaggedExample]:
             tags.append(fields[1])
         if tokens:
             examples.append(TaggedExample(tokens, tags, f"{path}:{first}"))
-        return _require(examples, path)
+        return _require(examples, path, file_format)
     if file_format == "peoples_daily":
         examples = []
         for number, line in _lines(path):
             tokens, tags = peoples_daily_bio(line)
             if tokens:
                 examples.append(TaggedExample(tokens, tags, f"{path}:{number}"))
-        return _require(examples, path)
+        return _require(examples, path, file_format)
     raise ValueError(f"unknown NER format '{file_format}': use one of {', '.join(NER_FORMATS)}")
+
+
+def cluener_spans(row: dict, source: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, type, entity) of a CLUENER row's "label" ({type: {entity: [[start, end], ...]}}, end
+    inclusive), sorted by start; each span must lie in the text, be non-empty, not reversed, spell its entity,
+    and overlap no other span (one BIO tag a character cannot hold two entities). Exact repeats count once."""
+    text, labels = row["text"], row.get("label") or {}
+    if not isinstance(labels, dict) or not all(isinstance(spans, dict) for spans in labels.values()):
+        raise ValueError(f"{source}: \"label\" is not {{type: {{entity: [[start, end], ...]}}}}: not CLUENER json")
+    found = set()
+    for entity_type, spans in labels.items():
+        for entity, positions in spans.items():
+            for position in positions if isinstance(positions, list) else [positions]:
+                if (not isinstance(position, list) or len(position) != 2
+                        or not all(isinstance(i, int) and not isinstance(i, bool) for i in position)):
+                    raise ValueError(f"{source}: {entity_type} '{entity}' has span {json.dumps(position)}; a span "
+                                     f"is [start, end], two integer character offsets, end inclusive")
+                start, end = position
+                where = f"{source}: {entity_type} '{entity}' span [{start}, {end}]"
+                if not entity or end == start - 1:
+                    raise ValueError(f"{where} is empty: a span covers at least one character "
+                                     f"([start, end], end inclusive); fix or remove it")
+                if end < start:
+                    raise ValueError(f"{where} is reversed (end before start): write it [{end}, {start}] "
+                                     f"if that is the entity, else fix the offsets")
+                if start < 0 or end >= len(text):
+                    raise ValueError(f"{where} is out of range of the text's {len(text)} characters "
+                                     f"(offsets 0..{len(text) - 1}); fix the offsets")
+                if text[start:end + 1] != entity:
+                    raise ValueError(f"{where} is '{text[start:end + 1]}' but the label says "
+                                     f"'{entity}'; fix the offsets")
+                found.add((start, end, entity_type, entity))
+    spans = sorted(found)
+    for previous, span in zip(spans, spans[1:]):
+        if span[0] <= previous[1]:
+            raise ValueError(f"{source}: {span[2]} '{span[3]}' span [{span[0]}, {span[1]}] overlaps "
+                             f"{previous[2]} '{previous[3]}' span [{previous[0]}, {previous[1]}]: BIO tags hold "
+                             f"one entity a character; keep one of the two")
+    return spans
 
 
 def peoples_daily_bio(line: str) -> tuple[list[str], list[str]]:
@@ -177,18 +237,75 @@ def peoples_daily_bio(line: str) -> tuple[list[str], list[str]]:
 
 
 def load_label2id(path: str | Path) -> dict[str, int]:
-    """label2id json ({"label": id}) or a text file with one label a line (id = line number)."""
+    """label2id json ({"label": id}) or a text file with one label a line (id = line number, from 0).
+
+    The ids must be exactly 0..n-1: each label once, each id once, no gaps (they index the model's outputs).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label2id file {path} does not exist: pass a json {{label: id}} or a text file "
                                 f"with one label a line")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path, "label2id file")
+    if not text.strip():
+        raise ValueError(f"label2id file {path} is empty: write a json {{label: id}} or one label a line")
     if path.suffix == ".json":
-        try:
-            return {str(label): int(index) for label, index in json.loads(text).items()}
-        except (json.JSONDecodeError, AttributeError, ValueError):
-            raise ValueError(f"label2id file {path} is not a json object of label -> integer id") from None
-    return {line.strip(): index for index, line in enumerate(text.splitlines()) if line.strip()}
+        return _check_ids(_label2id_json(path, text), path)
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    label2id, seen = {}, {}
+    for index, line in enumerate(lines):
+        label = line.strip()
+        if not label:
+            raise ValueError(f"{path}:{index + 1} is blank inside the label list (one label a line, id = line "
+                             f"number); remove the blank line")
+        if label in seen:
+            raise ValueError(f"{path}:{index + 1}: label '{label}' is also on line {seen[label]}; each label "
+                             f"once, remove one of them")
+        seen[label] = index + 1
+        label2id[label] = index
+    return label2id
+
+
+def _label2id_json(path: Path, text: str) -> dict[str, int]:
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        if repeated:
+            raise ValueError(f"label2id file {path} lists {', '.join(map(repr, repeated))} more than once; "
+                             f"each label once")
+        return dict(pairs)
+
+    try:
+        label2id = json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"label2id file {path}:{error.lineno} is not valid json ({error.msg}): write a json "
+                         f"object {{label: id}}") from None
+    if not isinstance(label2id, dict) or not label2id:
+        raise ValueError(f"label2id file {path} is not a non-empty json object of label -> integer id")
+    bad = [label for label, index in label2id.items() if not isinstance(index, int) or isinstance(index, bool)]
+    if bad:
+        raise ValueError(f"label2id file {path}: the ids of {', '.join(map(repr, bad))} are not integers "
+                         f"({', '.join(json.dumps(label2id[label]) for label in bad)}); ids are 0..n-1")
+    return label2id
+
+
+def _check_ids(label2id: dict[str, int], path: Path) -> dict[str, int]:
+    by_id: dict[int, list[str]] = {}
+    for label, index in label2id.items():
+        by_id.setdefault(index, []).append(label)
+    shared = [f"{' and '.join(map(repr, labels))} share id {index}" for index, labels in sorted(by_id.items())
+              if len(labels) > 1]
+    if shared:
+        raise ValueError(f"label2id file {path}: {'; '.join(shared)}; give each label its own id (0..n-1)")
+    count = len(label2id)
+    outside = sorted(index for index in by_id if not 0 <= index < count)
+    missing = sorted(set(range(count)) - set(by_id))
+    if outside or missing:
+        problems = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + (
+            [f"out of range {', '.join(f'{by_id[i][0]!r}: {i}' for i in outside)}"] if outside else [])
+        raise ValueError(f"label2id file {path}: ids must be exactly 0..{count - 1} for its {count} labels "
+                         f"({'; '.join(problems)}); renumber them")
+    return label2id
 
 
 def label_id(label2id: dict[str, int], label: str, source: str, label_file: str | Path) -> int:

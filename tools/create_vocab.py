@@ -3,7 +3,8 @@
     python tools/create_vocab.py --input_file "wiki_text/*.txt" --output_dir vocab/ --vocab_size 30000 --config base
 
 With --config, also writes model.yaml beside vocab.txt: that model preset with vocab_size set to the vocab's size,
-ready for run_pretrain.py --bert_network.
+ready for run_pretrain.py --bert_network. The same text gives the same vocab.txt on every run. The input must be UTF-8
+(convert other encodings first, e.g. iconv -f GB18030 -t UTF-8).
 """
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.config import load_bert_config, save_bert_config, str2bool  # noqa: E402
 from src.tokenization import train_vocab  # noqa: E402
 from tools.create_pretraining_data import expand_inputs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The command line; a bad input ends in one line on stderr (src/cli.py)."""
+    run_cli("create_vocab.py", create_vocab, argv)
+
+
+def create_vocab(argv: list[str]) -> None:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_file", required=True, help="comma-separated files or globs")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--vocab_size", type=int, default=30000)

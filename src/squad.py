@@ -1,12 +1,14 @@
-"""SQuAD v1.1: examples, doc-stride features, n-best span post-processing, and the official EM / F1.
+"""SQuAD v1.1 and v2.0: examples, doc-stride features, n-best span post-processing, and the official EM / F1.
 
 Semantics of google-research/bert run_squad.py (read_squad_examples, convert_examples_to_features with the
-"max context" rule, write_predictions with get_final_text) and of the official evaluate-v1.1.py.
+"max context" rule, write_predictions with get_final_text and, for v2.0, the null answer and its score threshold)
+and of the official evaluate-v1.1.py and evaluate-v2.0.py.
 """
 from __future__ import annotations
 
 import collections
 import json
+import math
 import re
 import string
 from dataclasses import dataclass
@@ -23,9 +25,10 @@ class SquadExample:
     qas_id: str
     question_text: str
     doc_tokens: list[str]
-    answers: list[str]  # every gold answer text (evaluation takes the best match)
+    answers: list[str]  # every gold answer text (evaluation takes the best match); empty: no answer
     start_position: int = -1  # word index of the first answer in doc_tokens (training)
     end_position: int = -1
+    is_impossible: bool = False  # SQuAD v2.0 "is_impossible", or no answers given: no span to train on
 
 
 @dataclass
@@ -47,7 +50,10 @@ def _is_whitespace(c: str) -> bool:
 
 
 def read_squad_examples(path: str | Path) -> list[SquadExample]:
-    """Every question of a SQuAD v1.1 json file; the first answer's answer_start must point at its text."""
+    """Every question of a SQuAD v1.1 or v2.0 json file; the first answer's answer_start must point at its text.
+
+    A question marked "is_impossible" or without "answers" is kept (is_impossible set) so that evaluation can
+    score it; training conversion decides whether to skip it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SQuAD file {path} does not exist")
@@ -72,8 +78,9 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
                 char_to_word.append(len(doc_tokens) - 1)
             for qa in paragraph["qas"]:
                 answers = qa.get("answers") or []
+                is_impossible = bool(qa.get("is_impossible", False)) or not answers
                 start = end = -1
-                if answers:
+                if not is_impossible:
                     text, offset = answers[0]["text"], answers[0]["answer_start"]
                     if context[offset:offset + len(text)] != text:
                         raise ValueError(f"{path}: question {qa['id']}: answer_start {offset} gives "
@@ -81,7 +88,7 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
                                          f"fix answer_start")
                     start, end = char_to_word[offset], char_to_word[offset + len(text) - 1]
                 examples.append(SquadExample(qa["id"], qa["question"], doc_tokens,
-                                             [a["text"] for a in answers], start, end))
+                                             [a["text"] for a in answers], start, end, is_impossible))
     if not examples:
         raise ValueError(f"SQuAD file {path} holds no questions")
     return examples
@@ -111,14 +118,47 @@ def _is_max_context(spans: list[tuple[int, int]], span_index: int, position: int
     return span_index == best_index
 
 
+def check_window_settings(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    """Reject window settings that leave no document window (conversion would otherwise never end), in one line
+    that names the flag, its value and the fix."""
+    if max_query_length < 1:
+        raise ValueError(f"--max_query_length {max_query_length} must be at least 1: pass the number of question "
+                         f"tokens to keep, e.g. --max_query_length 64")
+    if doc_stride < 1:
+        raise ValueError(f"--doc_stride {doc_stride} must be at least 1: pass the step between document windows, "
+                         f"e.g. --doc_stride 128")
+    if max_seq_length - max_query_length - 3 < 1:
+        raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for the document after "
+                         f"--max_query_length {max_query_length} and [CLS] [SEP] [SEP]: pass --max_seq_length "
+                         f"{max_query_length + 4} or more, or a smaller --max_query_length")
+
+
+def check_prediction_settings(n_best_size: int, max_answer_length: int) -> None:
+    """Reject post-processing settings under which no answer span can be chosen."""
+    if n_best_size < 1:
+        raise ValueError(f"--n_best_size {n_best_size} must be at least 1: pass the number of candidate spans to "
+                         f"keep, e.g. --n_best_size 20")
+    if max_answer_length < 1:
+        raise ValueError(f"--max_answer_length {max_answer_length} must be at least 1: pass the longest answer in "
+                         f"tokens, e.g. --max_answer_length 30")
+
+
 def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: FullTokenizer, max_seq_length: int = 384,
-                                 doc_stride: int = 128, max_query_length: int = 64,
-                                 is_training: bool = False) -> list[SquadFeature]:
+                                 doc_stride: int = 128, max_query_length: int = 64, is_training: bool = False,
+                                 version_2_with_negative: bool = False) -> list[SquadFeature]:
     """[CLS] question [SEP] doc window [SEP], windows doc_stride apart; training targets point at [CLS] (0) when
-    the answer is not inside a window."""
+    the answer is not inside a window.
+
+    Training skips questions without an answer (and says how many), unless version_2_with_negative: then, as
+    Google's SQuAD v2.0 training, every window of such a question targets [CLS]."""
+    check_window_settings(max_seq_length, doc_stride, max_query_length)
     features = []
     unique_id = 1000000000
+    skipped = 0
     for example_index, example in enumerate(examples):
+        if is_training and example.is_impossible and not version_2_with_negative:
+            skipped += 1
+            continue
         query_tokens = tokenizer.tokenize(example.question_text)[:max_query_length]
         tok_to_orig, orig_to_tok, all_doc_tokens = [], [], []
         for i, token in enumerate(example.doc_tokens):
@@ -127,20 +167,20 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Fu
                 tok_to_orig.append(i)
                 all_doc_tokens.append(sub_token)
         tok_start = tok_end = None
-        if is_training:
+        if is_training and not example.is_impossible:
             tok_start = orig_to_tok[example.start_position]
             tok_end = (orig_to_tok[example.end_position + 1] - 1 if example.end_position < len(example.doc_tokens) - 1
                        else len(all_doc_tokens) - 1)
             tok_start, tok_end = _improve_answer_span(all_doc_tokens, tok_start, tok_end, tokenizer,
                                                       example.answers[0])
         max_doc_tokens = max_seq_length - len(query_tokens) - 3
-        spans, start = [], 0
-        while start < len(all_doc_tokens):
+        spans = []
+        # every window but the last is max_doc_tokens long, so they start a fixed step apart (>= 1: a bounded loop)
+        for start in range(0, len(all_doc_tokens), min(max_doc_tokens, doc_stride)):
             length = min(len(all_doc_tokens) - start, max_doc_tokens)
             spans.append((start, length))
             if start + length == len(all_doc_tokens):
                 break
-            start += min(length, doc_stride)
         for span_index, (span_start, span_length) in enumerate(spans):
             tokens = ["[CLS]", *query_tokens, "[SEP]"]
             segment_ids = [0] * len(tokens)
@@ -156,13 +196,19 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer: Fu
             input_ids = tokenizer.convert_tokens_to_ids(tokens)
             pad = max_seq_length - len(input_ids)
             start_position = end_position = 0
-            if is_training and span_start <= tok_start and tok_end <= span_start + span_length - 1:
+            if tok_start is not None and span_start <= tok_start and tok_end <= span_start + span_length - 1:
                 offset = len(query_tokens) + 2
                 start_position, end_position = tok_start - span_start + offset, tok_end - span_start + offset
             features.append(SquadFeature(unique_id, example_index, tokens, token_to_orig_map, token_is_max_context,
                                          input_ids + [0] * pad, [1] * len(input_ids) + [0] * pad,
                                          segment_ids + [0] * pad, start_position, end_position))
             unique_id += 1
+    if skipped:
+        print(f"skipped {skipped} questions without an answer (--version_2_with_negative true trains them as "
+              f"no-answer)", flush=True)
+        if not features:
+            raise ValueError(f"all {skipped} questions are without an answer, nothing to train on: pass "
+                             f"--version_2_with_negative true to train them as no-answer")
     return features
 
 
@@ -214,18 +260,29 @@ def get_final_text(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> 
 
 def write_predictions(examples: Sequence[SquadExample], features: Sequence[SquadFeature],
                       results: dict[int, tuple[np.ndarray, np.ndarray]], tokenizer: FullTokenizer,
-                      n_best_size: int = 20, max_answer_length: int = 30,
-                      output_dir: str | Path | None = None) -> dict[str, str]:
+                      n_best_size: int = 20, max_answer_length: int = 30, output_dir: str | Path | None = None,
+                      version_2_with_negative: bool = False, null_score_diff_threshold: float = 0.0) -> dict[str, str]:
     """Best answer text per question from start/end logits of every window (results by unique_id); with
-    output_dir, also writes predictions.json and nbest_predictions.json."""
+    output_dir, also writes predictions.json and nbest_predictions.json.
+
+    version_2_with_negative (Google's SQuAD v2.0 rule): the null score of a question is start_logit[0] +
+    end_logit[0] of its window where that sum is smallest; "" joins the n-best with it, and the question is
+    answered "" when null score - best non-null score > null_score_diff_threshold. Those differences go to
+    null_odds.json (the official evaluate-v2.0.py --na-prob-file input). A question with no window at all
+    gets "". When no span survives, a nonce "empty" (logits 0) stands in as the best non-null answer."""
+    check_prediction_settings(n_best_size, max_answer_length)
     by_example = collections.defaultdict(list)
     for feature in features:
         by_example[feature.example_index].append(feature)
-    predictions, nbest_json = {}, {}
+    predictions, nbest_json, null_odds = {}, {}, {}
     for example_index, example in enumerate(examples):
         candidates = []
+        null_score, null_start_logit, null_end_logit = math.inf, 0.0, 0.0
         for feature in by_example[example_index]:
             start_logits, end_logits = results[feature.unique_id]
+            if version_2_with_negative and float(start_logits[0] + end_logits[0]) < null_score:  # [CLS] span
+                null_score, null_start_logit, null_end_logit = (float(start_logits[0] + end_logits[0]),
+                                                                float(start_logits[0]), float(end_logits[0]))
             for start in _best_indexes(start_logits, n_best_size):
                 for end in _best_indexes(end_logits, n_best_size):
                     if (start not in feature.token_to_orig_map or end not in feature.token_to_orig_map
@@ -234,33 +291,48 @@ def write_predictions(examples: Sequence[SquadExample], features: Sequence[Squad
                         continue
                     candidates.append((float(start_logits[start] + end_logits[end]), float(start_logits[start]),
                                        float(end_logits[end]), feature, start, end))
+        if version_2_with_negative:  # the null answer: feature None
+            candidates.append((null_start_logit + null_end_logit, null_start_logit, null_end_logit, None, 0, 0))
         candidates.sort(key=lambda c: c[0], reverse=True)
         nbest, seen = [], set()
         for _, start_logit, end_logit, feature, start, end in candidates:
             if len(nbest) >= n_best_size:
                 break
-            pieces = " ".join(feature.tokens[start:end + 1]).replace(" ##", "").replace("##", "")
-            pred_text = " ".join(pieces.strip().split())
-            orig_text = " ".join(example.doc_tokens[feature.token_to_orig_map[start]:feature.token_to_orig_map[end] + 1])
-            final = get_final_text(pred_text, orig_text, tokenizer)
-            if final in seen:
-                continue
+            final = ""
+            if feature is not None:
+                pieces = " ".join(feature.tokens[start:end + 1]).replace(" ##", "").replace("##", "")
+                pred_text = " ".join(pieces.strip().split())
+                orig_text = " ".join(
+                    example.doc_tokens[feature.token_to_orig_map[start]:feature.token_to_orig_map[end] + 1])
+                final = get_final_text(pred_text, orig_text, tokenizer)
+                if final in seen:
+                    continue
             seen.add(final)
             nbest.append({"text": final, "start_logit": start_logit, "end_logit": end_logit})
-        if not nbest:
+        if version_2_with_negative and "" not in seen:
+            nbest.append({"text": "", "start_logit": null_start_logit, "end_logit": null_end_logit})
+        if not any(entry["text"] for entry in nbest):
             nbest.append({"text": "empty", "start_logit": 0.0, "end_logit": 0.0})
         scores = np.array([n["start_logit"] + n["end_logit"] for n in nbest])
         probabilities = np.exp(scores - scores.max())
         probabilities /= probabilities.sum()
         for entry, probability in zip(nbest, probabilities):
             entry["probability"] = float(probability)
-        predictions[example.qas_id] = nbest[0]["text"]
+        if version_2_with_negative:
+            best_non_null = next(entry for entry in nbest if entry["text"])
+            score_diff = null_score - best_non_null["start_logit"] - best_non_null["end_logit"]
+            null_odds[example.qas_id] = score_diff
+            predictions[example.qas_id] = "" if score_diff > null_score_diff_threshold else best_non_null["text"]
+        else:
+            predictions[example.qas_id] = nbest[0]["text"]
         nbest_json[example.qas_id] = nbest
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
         (output_dir / "nbest_predictions.json").write_text(json.dumps(nbest_json, indent=2, ensure_ascii=False) + "\n")
+        if version_2_with_negative:
+            (output_dir / "null_odds.json").write_text(json.dumps(null_odds, indent=2) + "\n")
     return predictions
 
 
@@ -299,3 +371,34 @@ def squad_evaluate(examples: Iterable[SquadExample], predictions: dict[str, str]
         exact += max(exact_match_score(prediction, truth) for truth in example.answers)
         f1 += max(f1_score(prediction, truth) for truth in example.answers)
     return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total}
+
+
+# The official SQuAD v2.0 evaluation (evaluate-v2.0.py, without a no-answer probability file).
+
+def _f1_score_v2(prediction: str, ground_truth: str) -> float:
+    """v1.1's F1, except that an empty side (no answer) scores 1 when both are empty and 0 otherwise."""
+    if not normalize_answer(prediction) or not normalize_answer(ground_truth):
+        return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+    return f1_score(prediction, ground_truth)
+
+
+def squad_evaluate_v2(examples: Iterable[SquadExample], predictions: dict[str, str]) -> dict[str, float]:
+    """exact, f1 (percent) and total, then the same over questions with answers (HasAns_*) and without (NoAns_*),
+    a group's keys only when it holds questions. A question without a gold answer (answers empty, or none that
+    normalizes to text) has the gold answer "", so predicting "" scores 1; a missing prediction scores 0."""
+    groups = {"": [], "HasAns_": [], "NoAns_": []}
+    for example in examples:
+        truths = [truth for truth in example.answers if normalize_answer(truth)] or [""]
+        prediction = predictions.get(example.qas_id)
+        score = (0.0, 0.0) if prediction is None else (
+            max(float(exact_match_score(prediction, truth)) for truth in truths),
+            max(_f1_score_v2(prediction, truth) for truth in truths))
+        groups[""].append(score)
+        groups["HasAns_" if example.answers else "NoAns_"].append(score)
+    result = {}
+    for prefix, scores in groups.items():
+        if scores:
+            result[f"{prefix}exact"] = 100.0 * sum(exact for exact, _ in scores) / len(scores)
+            result[f"{prefix}f1"] = 100.0 * sum(f1 for _, f1 in scores) / len(scores)
+            result[f"{prefix}total"] = len(scores)
+    return result

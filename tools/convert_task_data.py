@@ -10,12 +10,16 @@
     # SQuAD v1.1 training file (evaluation reads the json directly: run_squad.py --eval_json_path)
     python tools/convert_task_data.py --task squad --input_file train-v1.1.json --output_file data/squad.tfrecord \
         --vocab_file vocab.txt --max_seq_length 384 --doc_stride 128 --max_query_length 64
+    # SQuAD v2.0: questions without an answer are skipped (and counted) unless --version_2_with_negative true
+    python tools/convert_task_data.py --task squad --input_file train-v2.0.json --output_file data/squad2.tfrecord \
+        --vocab_file vocab.txt --max_seq_length 384 --doc_stride 128 --max_query_length 64 \
+        --version_2_with_negative true
 
 Formats: classification clue_json | glue_tsv | label_text; NER cluener_json | bio | peoples_daily
-(src/finetune_data.py); SQuAD v1.1 json (src/squad.py). With --create_label2id true and no label2id file yet, the labels found in this file are
-written to it (NER: "O" first); convert the evaluation file with the same label2id file. --regression true keeps
-the label as a float (STS-B) and needs no label2id. The schema json is written beside the records as
-{output_file}.schema.json.
+(src/finetune_data.py); SQuAD v1.1 / v2.0 json (src/squad.py). With --create_label2id true and no label2id file yet,
+the labels found in this file are written to it (NER: "O" first); convert the evaluation file with the same label2id
+file. --regression true keeps the label as a float (STS-B) and needs no label2id. The schema json is written beside
+the records as {output_file}.schema.json.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.config import str2bool  # noqa: E402
 from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classification_features,  # noqa: E402
                                label_id, load_label2id, read_classification, read_ner, tagging_features)
@@ -35,7 +40,7 @@ from src.tokenization import FullTokenizer  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("classification", "ner", "squad"), required=True)
     parser.add_argument("--input_format", choices=CLASSIFICATION_FORMATS + NER_FORMATS + ("squad_json",),
                         default="squad_json")
@@ -48,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--doc_stride", type=int, default=128, help="SQuAD: step between document windows")
     parser.add_argument("--max_query_length", type=int, default=64, help="SQuAD: question tokens kept")
+    parser.add_argument("--version_2_with_negative", type=str2bool, default=False,
+                        help="SQuAD v2.0: train questions without an answer to point at [CLS] instead of skipping them")
     parser.add_argument("--do_lower_case", type=str2bool, default=True)
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
     return parser.parse_args(argv)
@@ -82,7 +89,8 @@ def convert(args: argparse.Namespace) -> int:
                 for e, label in zip(examples, labels)]
     elif args.task == "squad":
         features = convert_examples_to_features(read_squad_examples(args.input_file), tokenizer, args.max_seq_length,
-                                                args.doc_stride, args.max_query_length, is_training=True)
+                                                args.doc_stride, args.max_query_length, is_training=True,
+                                                version_2_with_negative=args.version_2_with_negative)
         rows = [feature_columns(feature, is_training=True) for feature in features]
     else:
         if args.input_format not in NER_FORMATS:
@@ -107,11 +115,13 @@ def _number(label: str, source: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line; a bad input ends in one line on stderr (src/cli.py)."""
+    run_cli("convert_task_data.py", convert_files, argv)
+
+
+def convert_files(argv: list[str]) -> None:
     args = parse_args(argv)
-    try:
-        count = convert(args)
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"convert_task_data.py: {error}")
+    count = convert(args)
     print(f"wrote {count} examples to {args.output_file}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +17,11 @@ import numpy as np
 
 from src.bert_for_pre_training import BertPretrainingAccuracy
 from src.checkpoint import load_checkpoint_into
+from src.cli import ArgumentParser, run_cli
 from src.config import load_bert_config, load_run_config
 from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
-from src.training import latest_checkpoint
+from src.run_dir import latest_checkpoint
 
 
 @dataclass
@@ -34,7 +34,7 @@ class PretrainingAccuracy:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="MLM / NSP accuracy of a pretraining checkpoint")
+    parser = ArgumentParser(description="MLM / NSP accuracy of a pretraining checkpoint")
     parser.add_argument("--data_dir", required=True, help="directory of evaluation records")
     parser.add_argument("--schema_dir", default="", help="schema json of the TFRecords (optional)")
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
@@ -59,7 +59,7 @@ def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
     network.set_train(False)
     load_checkpoint_into(network, latest_checkpoint(args.load_checkpoint_path))
     dataset, _ = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
-                                            args.dataset_format, do_shuffle=False, vocab_size=bert_config.vocab_size)
+                                            args.dataset_format, do_shuffle=False, model=bert_config)
     totals = np.zeros(4)
     label_counts: Counter = Counter()
     for batch in dataset.create_tuple_iterator():
@@ -72,18 +72,19 @@ def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
                                most_frequent_token_accuracy=label_counts.most_common(1)[0][1] / masked)
 
 
-def main(argv: list[str] | None = None) -> PretrainingAccuracy:
+def evaluate_and_report(argv: list[str]) -> PretrainingAccuracy:
     args = parse_args(argv)
-    try:
-        result = evaluate(args)
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"pretrain_eval.py: {error}")
+    result = evaluate(args)
     print(f"MLM accuracy: {result.mlm_accuracy:.4f} over {result.masked_tokens} masked tokens "
           f"(most frequent token: {result.most_frequent_token_accuracy:.4f}); "
           f"NSP accuracy: {result.nsp_accuracy:.4f} over {result.sequences} sequences")
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
+
+
+def main(argv: list[str] | None = None) -> PretrainingAccuracy:
+    return run_cli("pretrain_eval.py", evaluate_and_report, argv)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,17 @@ import argparse
 
 import numpy as np
 
-from src.finetune import add_common_flags, finetune, predict, prepare, run_entry, write_eval_result
+from src.cli import ArgumentParser, check_minimums
+from src.finetune import add_common_flags, check_eval_records, finetune, predict, prepare, run_entry, write_eval_result
 from src.finetune_models import BertClassifierWithLoss, BertForSequenceClassification
 from src.metrics import ASSESSMENT_METHODS, classification_score
-from src.training import latest_checkpoint
+from src.run_dir import latest_checkpoint
 
 PREFIX = "classifier"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="BERT classification finetuning")
+    parser = ArgumentParser(description="BERT classification finetuning")
     add_common_flags(parser, "finetune.yaml")
     parser.add_argument("--assessment_method", choices=ASSESSMENT_METHODS, default="accuracy")
     parser.add_argument("--num_class", type=int, default=2, help="number of classes; 1 for a regression")
@@ -30,9 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict | None:
+    check_minimums(args, num_class=1)
     run_config, bert_config = prepare(args)
     float_columns = ("label_ids",) if args.num_class == 1 else ()
     checkpoint = args.load_finetune_checkpoint_path
+    if args.do_eval:
+        check_eval_records(args, bert_config, args.num_class if args.num_class > 1 else None)
     if args.do_train:
         checkpoint = finetune(args, run_config, BertClassifierWithLoss(bert_config, args.num_class), PREFIX,
                               args.num_class if args.num_class > 1 else None, float_columns)

@@ -17,17 +17,18 @@ from pathlib import Path
 
 from src.config import str2bool
 from src.crf import backtrack
-from src.finetune import add_common_flags, finetune, predict, prepare, run_entry, write_eval_result
+from src.cli import ArgumentParser
+from src.finetune import add_common_flags, check_eval_records, finetune, predict, prepare, run_entry, write_eval_result
 from src.finetune_data import load_label2id
 from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
 from src.metrics import entity_scores, entity_spans
-from src.training import latest_checkpoint
+from src.run_dir import latest_checkpoint
 
 PREFIX = "ner"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="BERT NER finetuning")
+    parser = ArgumentParser(description="BERT NER finetuning")
     add_common_flags(parser, "finetune.yaml")
     parser.add_argument("--assessment_method", choices=("f1", "clue_benchmark"), default="f1")
     parser.add_argument("--use_crf", type=str2bool, default=False)
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> dict | None:
         raise ValueError(f"vocab file {args.vocab_file_path} is larger than the model's vocab_size "
                          f"{bert_config.vocab_size}: pick the --bert_network the vocab belongs to")
     checkpoint = args.load_finetune_checkpoint_path
+    if args.do_eval:
+        check_eval_records(args, bert_config, num_class)
     if args.do_train:
         checkpoint = finetune(args, run_config, BertTaggerWithLoss(bert_config, num_class, args.use_crf), PREFIX,
                               num_class)

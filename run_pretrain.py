@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import mindspore as ms
 
 from src.bert_for_pre_training import BertNetworkWithLoss
+from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import load_bert_config, load_run_config, str2bool
 from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
@@ -18,7 +18,7 @@ from src.training import CheckpointPolicy, sinks, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="BERT / NEZHA pretraining")
+    parser = ArgumentParser(description="BERT / NEZHA pretraining")
     parser.add_argument("--distribute", type=str2bool, default=False, help="data-parallel run: true|false")
     parser.add_argument("--epoch_size", type=int, default=1)
     parser.add_argument("--device_num", type=int, default=1, help="taken from the collective when distributed")
@@ -51,18 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> Path | None:
     """Pretrain; returns the last checkpoint written (None when saving is off)."""
+    if not args.data_dir:
+        raise ValueError("--data_dir is required: the directory of pretraining records "
+                         "(tools/create_pretraining_data.py makes them)")
+    check_minimums(args, epoch_size=1, accumulation_steps=1, save_checkpoint_steps=1, save_checkpoint_num=1,
+                   data_sink_steps=1)
+    if args.train_steps == 0 or args.train_steps < -1:
+        raise ValueError(f"--train_steps {args.train_steps} is out of range: pass at least 1, or -1 to train "
+                         f"--epoch_size epochs")
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
+    bert_config = load_bert_config(run_config.bert_network)
     rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
-    bert_config = compute_type_for_device(load_bert_config(run_config.bert_network))
-    if not args.data_dir:
-        raise SystemExit("--data_dir is required: the directory of pretraining records "
-                         "(tools/create_pretraining_data.py makes them)")
+    bert_config = compute_type_for_device(bert_config)
     network = BertNetworkWithLoss(bert_config)
     _, steps_per_epoch = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
                                                     args.dataset_format, False, device_num, rank,
-                                                    vocab_size=bert_config.vocab_size)
+                                                    model=bert_config)
     total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * steps_per_epoch
     if args.train_steps <= 0 and sinks(args.enable_data_sink) and total_steps > args.data_sink_steps:
         # As the zoo does: whole sinks of data_sink_steps batches; the last partial sink is not trained.
@@ -80,17 +86,18 @@ def run(args: argparse.Namespace) -> Path | None:
     output_dir = Path(args.output_dir) if rank == 0 else Path(args.output_dir) / f"rank_{rank}"
     return train(network, run_config, make_dataset, steps_per_epoch, total_steps, output_dir, checkpoints,
                  args.load_checkpoint_path, args.accumulation_steps, args.enable_lossscale, args.enable_data_sink,
-                 args.data_sink_steps, device_num)
+                 args.data_sink_steps, device_num, data_source=f"data_dir {args.data_dir}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        checkpoint = run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        sys.exit(f"run_pretrain.py: {error}")
+def pretrain(argv: list[str]) -> Path | None:
+    checkpoint = run(parse_args(argv))
     if checkpoint:
         print(f"last checkpoint: {checkpoint}")
+    return checkpoint
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    return run_cli("run_pretrain.py", pretrain, argv)
 
 
 if __name__ == "__main__":

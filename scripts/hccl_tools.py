@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
         devices = device_range(args.device_num)
         server_ip = args.server_ip or socket.gethostbyname(socket.gethostname())
         table = rank_table(devices, device_addresses(Path(args.hccn_conf)), server_ip, Path(args.hccn_conf))
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         sys.exit(f"hccl_tools.py: {error}")
     path = Path(args.output_dir) / f"hccl_{len(devices)}p_{''.join(map(str, devices))}_{server_ip}.json"
     path.write_text(json.dumps(table, indent=4) + "\n")

@@ -48,6 +48,16 @@ class BertConfig:
     compute_type: str = "float32"
 
     def __post_init__(self) -> None:
+        for field in ("seq_length", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                      "intermediate_size", "max_position_embeddings", "type_vocab_size", "max_relative_position"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{field} {value!r} is out of range: pass a whole number of at least 1")
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ValueError(f"{field} {getattr(self, field)} is out of range: pass a probability in [0, 1)")
+        if not self.layer_norm_eps > 0 or not self.initializer_range > 0:
+            raise ValueError("layer_norm_eps and initializer_range must be positive")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
                              f"num_attention_heads {self.num_attention_heads}")
@@ -75,6 +85,18 @@ class BertConfig:
         return dataclasses.asdict(self)
 
 
+def require_ranges(settings: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                   probabilities: tuple[str, ...] = ()) -> None:
+    """One line for the first numeric field of a settings dataclass that is out of range or not a number."""
+    for names, test, wanted in ((positive, lambda v: v > 0, "a number above 0"),
+                                (non_negative, lambda v: v >= 0, "a number of at least 0"),
+                                (probabilities, lambda v: 0 <= v < 1, "a number in [0, 1)")):
+        for name in names:
+            value = getattr(settings, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
+                raise ValueError(f"{name} {value!r} is out of range: pass {wanted}")
+
+
 def str2bool(value: str | bool) -> bool:
     """argparse type for the model zoo's "true"/"false" flags."""
     if isinstance(value, bool):
@@ -99,7 +121,30 @@ def dataclass_from_mapping(cls: type, values: dict[str, Any], source: str) -> An
     if unknown:
         raise ValueError(f"{source}: unknown {cls.__name__} field(s) {', '.join(unknown)}; "
                          f"known fields are {', '.join(sorted(fields))}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """A YAML mapping, with one line naming the file when it is empty, unparsable or not a mapping (an empty
+    file would otherwise silently mean every default: BERT-base)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ValueError(f"{what} {path}{where} is not valid YAML ({getattr(error, 'problem', None) or error}): "
+                         f"fix the file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not UTF-8 text: save it as UTF-8") from None
+    if not values:
+        raise ValueError(f"{what} {path} is empty: give its fields (see the YAML files in configs/)")
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} {path} is not a mapping of field: value lines (see the YAML files in configs/)")
+    return values
 
 
 def load_bert_config(name_or_path: str | Path, **overrides: Any) -> BertConfig:
@@ -110,9 +155,8 @@ def load_bert_config(name_or_path: str | Path, **overrides: Any) -> BertConfig:
         if not path.is_file():
             raise ValueError(f"unknown model preset '{name_or_path}': known presets are "
                              f"{', '.join(known_presets())}, or pass the path of a YAML file")
-    with open(path, encoding="utf-8") as handle:
-        values = yaml.safe_load(handle) or {}
-    return dataclass_from_mapping(BertConfig, {**values, **overrides}, str(path))
+    values = read_yaml(path, "model config")
+    return dataclass_from_mapping(BertConfig, {**values, **overrides}, f"model config {path}")
 
 
 def save_bert_config(config: BertConfig, path: str | Path) -> Path:
@@ -136,6 +180,11 @@ class OptimizerSettings:
     beta2: float = 0.999
     momentum: float = 0.9
 
+    def __post_init__(self) -> None:
+        require_ranges(self, positive=("learning_rate", "power", "eps"),
+                       non_negative=("end_learning_rate", "warmup_steps", "weight_decay"),
+                       probabilities=("beta1", "beta2", "momentum"))
+
 
 @dataclass(frozen=True)
 class LossScaleSettings:
@@ -144,6 +193,11 @@ class LossScaleSettings:
     initial: float = 2.0 ** 32
     factor: float = 2.0
     window: int = 1000
+
+    def __post_init__(self) -> None:
+        require_ranges(self, positive=("initial", "window"))
+        if not self.factor > 1:
+            raise ValueError(f"loss_scale factor {self.factor} is out of range: pass a number above 1")
 
 
 @dataclass(frozen=True)
@@ -165,6 +219,11 @@ class RunConfig:
     shuffle_buffer: int = 10000
     warmup_proportion: float | None = None
 
+    def __post_init__(self) -> None:
+        require_ranges(self, positive=("batch_size", "clip_norm", "shuffle_buffer"))
+        if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
+            raise ValueError(f"warmup_proportion {self.warmup_proportion} is out of range: pass a share in [0, 1]")
+
     def optimizer_settings(self, total_updates: int) -> OptimizerSettings:
         if self.optimizer not in self.optimizers:
             raise ValueError(f"optimizer '{self.optimizer}' has no settings in the config: "
@@ -180,8 +239,7 @@ def load_run_config(path: str | Path, bert_network: str | None = None) -> RunCon
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config {path} does not exist: pass one of the YAML files in configs/")
-    with open(path, encoding="utf-8") as handle:
-        values = yaml.safe_load(handle) or {}
+    values = read_yaml(path, "run config")
     source = str(path)
     optimizers = {name: dataclass_from_mapping(OptimizerSettings, settings, f"{source} optimizers.{name}")
                   for name, settings in (values.pop("optimizers", None) or {}).items()}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 
 import mindspore as ms
+from mindspore import log as ms_logger
 from mindspore.communication import get_group_size, get_rank, init
 from mindspore.context import ParallelMode
 
@@ -17,11 +19,21 @@ DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 def best_device_target() -> str:
     """Ascend if its runtime loads, then GPU, then CPU (MindSpore prints its plugin probing; kept quiet)."""
     for target in ("Ascend", "GPU"):
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            available = ms.hal.is_available(target)
-        if available:
+        if _quietly(ms.hal.is_available, target):
             return target
     return "CPU"
+
+
+def _quietly(function, *args):
+    """Call function without the plugin-probing lines MindSpore prints (its logger keeps its own stderr handle)."""
+    logger = ms_logger._get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return function(*args)
+    finally:
+        logger.setLevel(level)
 
 
 def setup_device(device_target: str | None, device_id: int = 0, distribute: bool = False) -> tuple[int, int]:
@@ -29,6 +41,10 @@ def setup_device(device_target: str | None, device_id: int = 0, distribute: bool
     target = device_target or best_device_target()
     if target not in DEVICE_TARGETS:
         raise ValueError(f"device_target '{target}' is not one of {', '.join(DEVICE_TARGETS)}")
+    if target != "CPU" and not _quietly(ms.hal.is_available, target):
+        raise ValueError(f"--device_target {target}: MindSpore finds no usable {target} on this machine (device, "
+                         f"driver or runtime libraries missing): pass --device_target CPU, or leave it out to use "
+                         f"the best device present")
     ms.set_context(mode=ms.GRAPH_MODE)
     if target == "CPU" or distribute:
         ms.set_device(target)

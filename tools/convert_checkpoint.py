@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.bert_for_pre_training import BertForPreTraining  # noqa: E402
 from src.checkpoint import load_into, read_checkpoint, write_checkpoint  # noqa: E402
 from src.config import BertConfig, load_bert_config, save_bert_config  # noqa: E402
@@ -113,7 +114,7 @@ def to_huggingface(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", required=True, choices=("hf", "tf", "zoo", "ms"))
     parser.add_argument("--to", dest="target", default="ms", choices=("ms", "hf"))
     parser.add_argument("--input", type=Path, required=True)
@@ -128,12 +129,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def convert(argv: list[str]) -> None:
     args = parse_args(argv)
     if args.target == "hf":
         to_huggingface(args)
     else:
         to_mindspore(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    return run_cli("convert_checkpoint.py", convert, argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.finetune_data import TaggedExample, load_label2id, read_ner, tagging_features  # noqa: E402
 from src.records import write_records  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
@@ -27,8 +28,8 @@ def keep_classes(example: TaggedExample, classes: set[str]) -> TaggedExample:
     return TaggedExample(example.tokens, tags, example.source)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def preprocess(argv: list[str]) -> None:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--vocab_file", required=True)
     parser.add_argument("--save_path", required=True)
@@ -40,22 +41,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     source = Path(args.data_dir)
     files = sorted(source.glob("*.txt")) if source.is_dir() else [source]
-    try:
-        examples = [e for path in files for e in read_ner(path, "bio")]
-        if args.class_filter:
-            classes = {c.strip() for c in args.class_filter.split(",") if c.strip()}
-            examples = [keep_classes(e, classes) for e in examples]
-        examples = examples[int(len(examples) * args.split_begin):int(len(examples) * args.split_end)]
-        if not examples:
-            raise ValueError(f"--split_begin {args.split_begin} / --split_end {args.split_end} select no sentence")
-        tokenizer = FullTokenizer(args.vocab_file)
-        label2id = load_label2id(args.label2id)
-        rows = [tagging_features(e, tokenizer, label2id, args.max_seq_len, args.label2id) for e in examples]
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"finetune_data_preprocess.py: {error}")
+    examples = [e for path in files for e in read_ner(path, "bio")]
+    if args.class_filter:
+        classes = {c.strip() for c in args.class_filter.split(",") if c.strip()}
+        examples = [keep_classes(e, classes) for e in examples]
+    examples = examples[int(len(examples) * args.split_begin):int(len(examples) * args.split_end)]
+    if not examples:
+        raise ValueError(f"--split_begin {args.split_begin} / --split_end {args.split_end} select no sentence")
+    tokenizer = FullTokenizer(args.vocab_file)
+    label2id = load_label2id(args.label2id)
+    rows = [tagging_features(e, tokenizer, label2id, args.max_seq_len, args.label2id) for e in examples]
     Path(args.save_path).parent.mkdir(parents=True, exist_ok=True)
     count = write_records(rows, args.save_path, "mindrecord")
     print(f"wrote {count} sentences to {args.save_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    return run_cli("finetune_data_preprocess.py", preprocess, argv)
 
 
 if __name__ == "__main__":

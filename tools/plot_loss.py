@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -60,14 +65,18 @@ def plot(rows: list[dict], output: Path) -> Path:
     return output
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def draw(argv: list[str]) -> Path:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics_file", type=Path, required=True)
     parser.add_argument("--output", type=Path, help="PNG path (default: loss.png beside the metrics file)")
     args = parser.parse_args(argv)
     output = plot(read_metrics(args.metrics_file), args.output or args.metrics_file.with_name("loss.png"))
     print(f"loss curve: {output}")
     return output
+
+
+def main(argv: list[str] | None = None) -> Path:
+    return run_cli("plot_loss.py", draw, argv)
 
 
 if __name__ == "__main__":

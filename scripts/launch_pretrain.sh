@@ -1,6 +1,6 @@
 #!/bin/bash
 # Shared by the standalone pretraining launchers: runs run_pretrain.py in the background with the model zoo's
-# standalone settings, logging to pretraining_log.txt in the current directory.
+# standalone settings, appending to pretraining_log.txt in the current directory (refused where a live run works).
 #   launch_pretrain DEVICE_TARGET DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [extra run_pretrain.py flags...]
 launch_pretrain() {
     local device_target=$1 device_id=$2 epoch_size=$3 data_dir=$4
@@ -13,6 +13,8 @@ launch_pretrain() {
     fi
     local project_dir
     project_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    source "$project_dir/scripts/run_guard.sh"
+    refuse_held_dirs . ckpt_0 || return 1
     local python=python
     if [ -x "$project_dir/.venv/bin/python" ]; then python="$project_dir/.venv/bin/python"; fi
     local sink=true
@@ -35,7 +37,7 @@ launch_pretrain() {
         --save_checkpoint_num=1 \
         --data_dir="$data_dir" \
         --schema_dir="$schema_dir" \
-        "$@" > pretraining_log.txt 2>&1 &
+        "$@" >> pretraining_log.txt 2>&1 &
     echo "pretraining on $device_target in the background (pid $!): log $(pwd)/pretraining_log.txt," \
          "checkpoints $(pwd)/ckpt_0/, metrics $(pwd)/metrics.jsonl"
 }

@@ -28,6 +28,8 @@ print(' '.join(d['device_id'] for server in table['server_list'] for d in server
     exit 1
 }
 export RANK_TABLE_FILE RANK_SIZE=$(echo "$DEVICE_IDS" | wc -w)
+source "$PROJECT_DIR/scripts/run_guard.sh"
+refuse_held_dirs LOG* LOG*/ckpt_* || exit 1
 RANK_ID=0
 for DEVICE_ID in $DEVICE_IDS; do
     mkdir -p "LOG$RANK_ID"
@@ -39,7 +41,7 @@ for DEVICE_ID in $DEVICE_IDS; do
             --enable_save_ckpt="true" --enable_lossscale="true" --do_shuffle="true" \
             --enable_data_sink="true" --data_sink_steps=20 --load_checkpoint_path="" \
             --save_checkpoint_steps=10000 --save_checkpoint_num=1 \
-            --data_dir="$DATA_DIR" "$@" > pretraining_log.txt 2>&1 &
+            --data_dir="$DATA_DIR" "$@" >> pretraining_log.txt 2>&1 &
         echo "rank $RANK_ID on device $DEVICE_ID (pid $!): log $(pwd)/pretraining_log.txt"
     )
     RANK_ID=$((RANK_ID + 1))

@@ -16,6 +16,8 @@ if [ ! -d "$DATA_DIR" ]; then
     exit 1
 fi
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+source "$PROJECT_DIR/scripts/run_guard.sh"
+refuse_held_dirs . ckpt_* || exit 1
 # msrun (installed with mindspore) starts each worker with the `python` on PATH: use the repository's .venv
 if [ -x "$PROJECT_DIR/.venv/bin/python" ]; then export PATH="$PROJECT_DIR/.venv/bin:$PATH"; fi
 TARGET=${DEVICE_TARGET:-GPU}
@@ -28,6 +30,6 @@ nohup msrun --worker_num="$RANK_SIZE" --local_worker_num="$RANK_SIZE" \
     --enable_save_ckpt="true" --enable_lossscale="true" --do_shuffle="true" \
     --enable_data_sink="$SINK" --data_sink_steps=20 --load_checkpoint_path="" \
     --save_checkpoint_steps=10000 --save_checkpoint_num=1 \
-    --data_dir="$DATA_DIR" --schema_dir="$SCHEMA_DIR" "$@" > pretraining_log.txt 2>&1 &
+    --data_dir="$DATA_DIR" --schema_dir="$SCHEMA_DIR" "$@" >> pretraining_log.txt 2>&1 &
 echo "distributed pretraining on $RANK_SIZE $TARGET worker(s) in the background (pid $!): log" \
      "$(pwd)/pretraining_log.txt, per rank $(pwd)/msrun_log/, checkpoints $(pwd)/ckpt_N/"

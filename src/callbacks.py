@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mindspore import nn
 from mindspore.train.callback import Callback
 
 from src.checkpoint import write_checkpoint
+from src.run_dir import checkpoints_in
 
 
 def epoch_and_percent(step: int, steps_per_epoch: int) -> tuple[int, float]:
@@ -80,22 +80,12 @@ class TrainingLogger(Callback):
 
 
 CONSUMED_BATCHES = "consumed_batches"  # stored in every checkpoint, so a resumed run skips that many batches
-CHECKPOINT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d+)_(?P<step>\d+)\.ckpt$")
-
-
-def checkpoints_in(directory: Path, prefix: str) -> list[Path]:
-    """Checkpoints named {prefix}-{epoch}_{step}.ckpt in directory, oldest step first."""
-    found = []
-    for path in Path(directory).glob(f"{prefix}-*_*.ckpt"):
-        match = CHECKPOINT_NAME.match(path.name)
-        if match and match["prefix"] == prefix:
-            found.append((int(match["step"]), path))
-    return [path for _, path in sorted(found)]
 
 
 class CheckpointSaver(Callback):
     """Every `every` steps (and at the end) writes the whole train cell -- weights, optimizer moments, step,
-    loss scale -- as {prefix}-{epoch}_{step}.ckpt, atomically, keeping the newest `keep`."""
+    loss scale -- as {prefix}-{epoch}_{step}.ckpt, atomically, keeping the newest `keep` of this prefix (the
+    run's own: src/run_dir.py gives each run its prefix)."""
 
     def __init__(self, train_cell: nn.Cell, directory: Path, every: int, keep: int, steps_per_epoch: int,
                  start_step: int, prefix: str = "checkpoint_bert") -> None:

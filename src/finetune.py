@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,10 +15,12 @@ import numpy as np
 from mindspore import nn
 
 from src.checkpoint import load_checkpoint_into
+from src.cli import check_minimums, run_cli
 from src.config import BertConfig, RunConfig, load_bert_config, load_run_config, str2bool
 from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label
 from src.distributed import compute_type_for_device, setup_device
-from src.training import CheckpointPolicy, latest_checkpoint, train
+from src.run_dir import latest_checkpoint
+from src.training import CheckpointPolicy, train
 
 TASK_HEADS = ("classifier.", "crf.", "qa_outputs.")  # parameters a pretraining checkpoint does not have
 
@@ -53,6 +54,7 @@ def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> No
 def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
     if not (args.do_train or args.do_eval):
         raise ValueError("nothing to do: pass --do_train true and/or --do_eval true")
+    check_minimums(args, epoch_num=1)
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     setup_device(args.device_target, args.device_id)
     ms.set_seed(run_config.seed)
@@ -65,6 +67,18 @@ def check_labels(path: str | Path, dataset_format: str, num_labels: int) -> None
     if largest >= num_labels:
         raise ValueError(f"data {path} holds label id {largest} but --num_class is {num_labels}: pass the number of "
                          f"labels in the label2id file the records were made with")
+
+
+def check_eval_records(args: argparse.Namespace, bert_config: BertConfig, num_labels: int | None) -> None:
+    """Before any training: the evaluation records exist, read in full, fit the model and its labels, so a bad
+    eval file fails now, not after the training it would have scored."""
+    if not args.eval_data_file_path:
+        raise ValueError("--eval_data_file_path is required with --do_eval true")
+    create_record_dataset(args.eval_data_file_path, 1, args.schema_file_path or None, args.dataset_format, False,
+                          columns=TASK_COLUMNS, float_columns=() if num_labels else ("label_ids",),
+                          drop_remainder=False, model=bert_config)
+    if num_labels:
+        check_labels(args.eval_data_file_path, args.dataset_format, num_labels)
 
 
 def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, prefix: str,
@@ -92,11 +106,13 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
 
     steps_per_epoch = create_record_dataset(args.train_data_file_path, run_config.batch_size,
                                             args.schema_file_path or None, args.dataset_format, False,
-                                            columns=columns, float_columns=float_columns)[1]
+                                            columns=columns, float_columns=float_columns,
+                                            model=network.bert.config)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
-                                   prefix=prefix)
+                                   prefix=prefix, flag="--save_finetune_checkpoint_path")
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
-                 Path(args.output_dir), checkpoints, args.load_finetune_checkpoint_path)
+                 Path(args.output_dir), checkpoints, args.load_finetune_checkpoint_path,
+                 data_source=f"--train_data_file_path {args.train_data_file_path}")
 
 
 def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,
@@ -127,8 +143,4 @@ def write_eval_result(output_dir: str | Path, result: dict) -> Path:
 def run_entry(script: str, parse_args: Callable[[list[str] | None], argparse.Namespace],
               run: Callable[[argparse.Namespace], dict | None], argv: list[str] | None) -> dict | None:
     """An entry script's main: bad input ends the program with one line naming the script."""
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        sys.exit(f"{script}: {error}")
+    return run_cli(script, lambda arguments: run(parse_args(arguments)), argv)

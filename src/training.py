@@ -14,22 +14,13 @@ from mindspore import nn
 from mindspore.train import Model
 from mindspore.train.callback import Callback
 
-from src.callbacks import CONSUMED_BATCHES, CheckpointSaver, TrainingLogger, checkpoints_in
+from src.callbacks import CONSUMED_BATCHES, CheckpointSaver, TrainingLogger
 from src.checkpoint import load_into, read_checkpoint
+from src.cli import one_line
 from src.config import RunConfig
 from src.optim import create_optimizer
+from src.run_dir import check_writable, latest_checkpoint, lock_directories, plan_run_files
 from src.train_step import TrainOneStepCell
-
-def latest_checkpoint(path: str | Path, prefix: str = "checkpoint_bert") -> str:
-    """A file as given; for a directory, its newest {prefix}-*.ckpt."""
-    if Path(path).is_dir():
-        found = checkpoints_in(Path(path), prefix)
-        if not found:
-            raise FileNotFoundError(f"checkpoint directory {path} holds no {prefix}-*.ckpt: pass a checkpoint file "
-                                    f"or the directory a run saved into")
-        return str(found[-1])
-    return str(path)
-
 
 def resume(train_cell: nn.Cell, network: nn.Cell, path: str | Path) -> int:
     """Load a checkpoint; returns how many batches the run that wrote it had consumed.
@@ -80,37 +71,62 @@ class CheckpointPolicy:
     every: int = 1000
     keep: int = 1
     prefix: str = "checkpoint_bert"
+    flag: str = "--save_checkpoint_path"  # named in errors about the directory
 
 
 def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, int], object], steps_per_epoch: int,
           total_steps: int, output_dir: Path, checkpoints: CheckpointPolicy | None, resume_from: str | Path = "",
           accumulation_steps: int = 1, loss_scaling: bool = True, data_sink: bool = False, sink_steps: int = 1,
-          devices: int = 1) -> Path | None:
+          devices: int = 1, data_source: str = "") -> Path | None:
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
     resume_from: a checkpoint, or a directory of them (its newest with the checkpoint policy's prefix).
+    data_source: the data's path, named when reading it fails mid-run.
     """
-    optimizer = create_optimizer(run_config.optimizer, run_config.optimizer_settings(total_steps // accumulation_steps),
-                                 network.trainable_params(), decay_steps=max(total_steps // accumulation_steps, 1))
-    train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
-                                  run_config.clip_norm, accumulation_steps)
-    train_cell.set_train()
-    prefix = checkpoints.prefix if checkpoints else CheckpointPolicy.prefix
-    start_step = resume(train_cell, network, latest_checkpoint(resume_from, prefix)) if resume_from else 0
-    dataset = make_dataset(-(-total_steps // steps_per_epoch), start_step)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,
-                                                output_dir / "train_log.txt", output_dir / "metrics.jsonl", optimizer,
-                                                optimizer.learning_rate, loss_scaling)]
+    if not 0 < total_steps:
+        raise ValueError(f"the run has {total_steps} steps to train: pass --train_steps / --epoch_size of at least 1")
+    checkpoint_dir = checkpoints.directory if checkpoints else None
     if checkpoints:
-        callbacks.append(CheckpointSaver(train_cell, checkpoints.directory, checkpoints.every, checkpoints.keep,
-                                         steps_per_epoch, start_step, checkpoints.prefix))
-    print(f"training {run_config.bert_network} with {run_config.optimizer} on {ms.get_context('device_target')}: "
-          f"steps {start_step + 1}..{total_steps}, {steps_per_epoch} per epoch, batch {run_config.batch_size} "
-          f"x {devices} device(s)", flush=True)
-    fit(train_cell, dataset, total_steps - start_step, callbacks, data_sink, sink_steps)
-    if not checkpoints:
-        return None
-    found = checkpoints_in(checkpoints.directory, checkpoints.prefix)
+        check_writable(checkpoint_dir, f"checkpoint directory ({checkpoints.flag})")
+    check_writable(output_dir, "output directory (--output_dir)")
+    prefix = checkpoints.prefix if checkpoints else CheckpointPolicy.prefix
+    resume_path = latest_checkpoint(resume_from, prefix) if resume_from else None
+    locks = lock_directories(checkpoint_dir, output_dir)
+    try:
+        files = plan_run_files(checkpoint_dir, prefix, output_dir, resume_path)
+        optimizer = create_optimizer(run_config.optimizer,
+                                     run_config.optimizer_settings(total_steps // accumulation_steps),
+                                     network.trainable_params(), decay_steps=max(total_steps // accumulation_steps, 1))
+        train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
+                                      run_config.clip_norm, accumulation_steps)
+        train_cell.set_train()
+        start_step = resume(train_cell, network, resume_path) if resume_path else 0
+        if start_step >= total_steps:
+            raise ValueError(f"checkpoint {resume_path} is at step {start_step}, at or past this run's last step "
+                             f"{total_steps}: nothing to train; raise --train_steps / --epoch_size to go on")
+        if start_step:
+            files.trim_metrics(start_step)
+        dataset = make_dataset(-(-total_steps // steps_per_epoch), start_step)
+        callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,
+                                                    files.log, files.metrics, optimizer, optimizer.learning_rate,
+                                                    loss_scaling)]
+        if checkpoints:
+            callbacks.append(CheckpointSaver(train_cell, checkpoint_dir, checkpoints.every, checkpoints.keep,
+                                             steps_per_epoch, start_step, files.checkpoint_prefix))
+        print(f"training {run_config.bert_network} with {run_config.optimizer} on "
+              f"{ms.get_context('device_target')}: steps {start_step + 1}..{total_steps}, {steps_per_epoch} per "
+              f"epoch, batch {run_config.batch_size} x {devices} device(s)", flush=True)
+        try:
+            fit(train_cell, dataset, total_steps - start_step, callbacks, data_sink, sink_steps)
+        except RuntimeError as error:
+            if "Dataset Pipeline" not in str(error) and "dataset" not in str(error).lower():
+                raise
+            raise ValueError(f"reading {data_source or 'the training data'} failed ({one_line(error)}): a record "
+                             f"file is corrupt or of another kind; re-create it, then resume from the last "
+                             f"checkpoint") from None
+    finally:
+        for lock in locks:
+            lock.release()
+    found = files.checkpoints()
     return found[-1] if found else None

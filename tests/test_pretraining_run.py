@@ -10,7 +10,7 @@ import pretrain_eval
 import run_pretrain
 from tools import create_pretraining_data, plot_loss
 from src.bert_for_pre_training import BertForPreTraining
-from src.callbacks import checkpoints_in
+from src.run_dir import checkpoints_in
 from src.checkpoint import read_checkpoint, write_checkpoint
 from src.config import load_bert_config
 from tests.conftest import ROOT, write_run_config

@@ -12,7 +12,7 @@ cd "$ROOT"
 export GLOG_v=3  # MindSpore: errors only
 
 echo "== 1/6 Wikipedia dump -> text with wikiextractor"
-python tools/wiki_to_text.py --input data/enwiki-sample-pages-articles.xml.bz2 --output_dir "$OUT/text"
+python tools/wiki_to_text.py --input data/enwiki-sample-pages-articles.xml.bz2 --output_dir "$OUT/text" --overwrite true
 TRAIN_TEXT="$OUT/text/wiki_0000.txt,$OUT/text/wiki_0001.txt"
 EVAL_TEXT="$OUT/text/wiki_0002.txt"  # articles held out from training
 
@@ -21,9 +21,9 @@ python tools/create_vocab.py --input_file "$TRAIN_TEXT" --output_dir "$OUT/vocab
 
 echo "== 3/6 pretraining records (Google create_pretraining_data semantics)"
 RECORD_FLAGS=(--vocab_file "$OUT/vocab/vocab.txt" --max_seq_length 64 --max_predictions_per_seq 10 --processes 2)
-python tools/create_pretraining_data.py --input_file "$TRAIN_TEXT" --output_dir "$OUT/train_records" \
+python tools/create_pretraining_data.py --input_file "$TRAIN_TEXT" --output_dir "$OUT/train_records" --overwrite true \
     --dupe_factor 5 "${RECORD_FLAGS[@]}"
-python tools/create_pretraining_data.py --input_file "$EVAL_TEXT" --output_dir "$OUT/eval_records" \
+python tools/create_pretraining_data.py --input_file "$EVAL_TEXT" --output_dir "$OUT/eval_records" --overwrite true \
     --dupe_factor 1 --random_seed 7 "${RECORD_FLAGS[@]}"
 
 echo "== 4/6 pretraining the tiny model for $STEPS steps on CPU"

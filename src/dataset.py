@@ -7,13 +7,17 @@ fails in one line that names the file, instead of deep inside the pipeline.
 from __future__ import annotations
 
 import json
+import re
+from itertools import islice
 from pathlib import Path
 
 import mindspore as ms
 import mindspore.dataset as ds
 from mindspore.dataset.transforms import TypeCast
 
-from src.records import read_first_tfrecord
+from src.config import BertConfig
+from src.output_dir import MANIFEST, read_manifest
+from src.records import iter_tfrecord
 
 PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels", "masked_lm_positions",
                     "masked_lm_ids", "masked_lm_weights")
@@ -22,9 +26,13 @@ TASK_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
 SQUAD_TRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
 
 
+SCAN_BYTES = 1 << 30  # record files are scanned in full up to this total size, then only their first record
+OUR_SHARD = re.compile(r"^part-\d{5}\.(tfrecord|mindrecord)$")
+
+
 def find_record_files(data_dir: str | Path, dataset_format: str = "tfrecord") -> list[Path]:
     """A record file as given, or the record files under data_dir: names containing "tfrecord" (Google's too),
-    or ending in .mindrecord."""
+    or ending in .mindrecord. A directory with a manifest (tools/create_pretraining_data.py) must match it."""
     data_dir = Path(data_dir)
     if data_dir.is_file():
         return [data_dir]
@@ -38,24 +46,69 @@ def find_record_files(data_dir: str | Path, dataset_format: str = "tfrecord") ->
     if not files:
         raise FileNotFoundError(f"data_dir {data_dir} holds no {dataset_format} files: make them with "
                                 f"tools/create_pretraining_data.py --dataset_format {dataset_format}")
+    if read_manifest(data_dir) is None and any(OUR_SHARD.match(p.name) for p in files):
+        raise ValueError(f"data_dir {data_dir} holds shards of tools/create_pretraining_data.py but no {MANIFEST}: "
+                         f"the run that made them did not finish; re-create the directory")
     return files
 
 
+def _check_row(row: dict, first: dict, where: str, columns: tuple[str, ...], model: BertConfig | None) -> None:
+    """One record's columns against the first record's shapes and the model's vocab and positions."""
+    for name in columns:
+        if name not in row:
+            raise ValueError(f"{where} lacks column {name}: these are not records for this task; re-create them "
+                             f"with the matching tools/ script")
+        if row[name].size != first[name].size:
+            raise ValueError(f"{where} has {name} of length {row[name].size} but the first record "
+                             f"{first[name].size}: records of different settings are mixed; keep one kind per "
+                             f"directory")
+    if "masked_lm_positions" in columns and row["masked_lm_positions"].size == 0:
+        raise ValueError(f"{where} has no masked positions (made with --max_predictions_per_seq 0): re-create the "
+                         f"records with --max_predictions_per_seq of at least 1")
+    seq_length = row["input_ids"].size
+    if "masked_lm_positions" in columns and row["masked_lm_positions"].size and \
+            not 0 <= row["masked_lm_positions"].min() <= row["masked_lm_positions"].max() < seq_length:
+        raise ValueError(f"{where} has a masked position outside its {seq_length} tokens: the record is corrupt; "
+                         f"re-create the records")
+    if model is None:
+        return
+    if seq_length > model.max_position_embeddings:
+        raise ValueError(f"{where} holds {seq_length} tokens but the model's max_position_embeddings is "
+                         f"{model.max_position_embeddings}: re-create the records with --max_seq_length "
+                         f"{model.max_position_embeddings} or less, or pick a larger model")
+    ids = row["input_ids"]
+    if ids.size and (ids.min() < 0 or ids.max() >= model.vocab_size):
+        raise ValueError(f"{where} holds token id {int(ids.max() if ids.max() >= model.vocab_size else ids.min())} "
+                         f"but the model's vocab_size is {model.vocab_size}: the records were made with another "
+                         f"vocab; use the model config (--bert_network) whose vocab_size matches their vocab.txt")
+    segments = row.get("segment_ids")
+    if segments is not None and segments.size and not 0 <= segments.min() <= segments.max() < model.type_vocab_size:
+        raise ValueError(f"{where} has segment id {int(segments.max())} but the model's type_vocab_size is "
+                         f"{model.type_vocab_size}: the record is corrupt or made for another model")
+
+
 def check_tfrecords(files: list[Path], schema_file: str | Path | None, columns: tuple[str, ...],
-                    vocab_size: int | None = None) -> dict:
-    """Compare the first record of every file with the expected columns, the schema and the vocab size."""
+                    model: BertConfig | None = None, scan: bool = False) -> dict:
+    """Check the records against the expected columns, the schema and the model; returns the first record.
+
+    scan: read every record (framing, both checksums, shapes, ids) up to SCAN_BYTES in all, so a corrupt record
+    or an out-of-range id fails here in one line instead of deep inside the pipeline hours later; without it,
+    and past the budget, the first record of each file is checked."""
     first = None
+    budget = SCAN_BYTES if scan else 0
     for path in files:
-        record = read_first_tfrecord(path)
-        missing = [c for c in columns if c not in record]
-        if missing:
-            raise ValueError(f"record file {path} lacks column(s) {', '.join(missing)}: these are not records "
-                             f"for this task; re-create them with the matching tools/ script")
-        if vocab_size is not None and "input_ids" in record and int(record["input_ids"].max()) >= vocab_size:
-            raise ValueError(f"record file {path} holds token id {int(record['input_ids'].max())} but the model's "
-                             f"vocab_size is {vocab_size}: the records were made with a larger vocab; use a config "
-                             f"whose vocab_size matches the vocab.txt of the records")
-        first = first or record
+        size = path.stat().st_size
+        rows = iter_tfrecord(path)
+        if size <= budget:
+            budget -= size
+        else:
+            rows = islice(rows, 1)
+        for number, row in enumerate(rows, 1):
+            first = first or row
+            _check_row(row, first, f"record file {path}, record {number}", columns, model)
+    if scan and budget == 0 and len(files) > 1:
+        print(f"note: the records are larger than {SCAN_BYTES >> 20} MiB: the first of each file was checked, the "
+              f"rest are checked as training reads them", flush=True)
     if schema_file:
         schema_file = Path(schema_file)
         if not schema_file.is_file():
@@ -63,11 +116,11 @@ def check_tfrecords(files: list[Path], schema_file: str | Path | None, columns: 
                                     f"beside the records, or no --schema_dir")
         try:
             schema_columns = json.loads(schema_file.read_text())["columns"]
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             raise ValueError(f"schema file {schema_file} is not a TFRecord schema json with a \"columns\" "
                              f"mapping") from None
         for name in columns:
-            expected = schema_columns.get(name, {}).get("shape")
+            expected = schema_columns.get(name, {}).get("shape") if isinstance(schema_columns, dict) else None
             if expected != [int(first[name].size)]:
                 raise ValueError(f"schema file {schema_file} gives column {name} shape {expected} but the records "
                                  f"in {files[0].parent} have [{first[name].size}]: pass the schema.json written "
@@ -77,13 +130,14 @@ def check_tfrecords(files: list[Path], schema_file: str | Path | None, columns: 
 
 def create_record_dataset(data_dir: str | Path, batch_size: int, schema_file: str | Path | None = None,
                           dataset_format: str = "tfrecord", do_shuffle: bool = True, device_num: int = 1,
-                          rank: int = 0, epochs: int = 1, skip_batches: int = 0, vocab_size: int | None = None,
+                          rank: int = 0, epochs: int = 1, skip_batches: int = 0, model: BertConfig | None = None,
                           shuffle_buffer: int = 10000, columns: tuple[str, ...] = PRETRAIN_COLUMNS,
                           float_columns: tuple[str, ...] = PRETRAIN_FLOAT_COLUMNS,
                           drop_remainder: bool = True) -> tuple[ds.Dataset, int]:
     """Batches of the record columns (int32 except float_columns), epochs repeated, first batches skipped;
     and the number of batches in one epoch. data_dir may also be one record file.
 
+    model: scan every record against this model's vocab and positions before the first step (check_tfrecords).
     Shuffling uses MindSpore's dataset seed (mindspore.dataset.config.set_seed), so a resumed run that skips
     the batches it already consumed sees the same batches as an uninterrupted run.
     """
@@ -92,7 +146,7 @@ def create_record_dataset(data_dir: str | Path, batch_size: int, schema_file: st
         dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=False, num_shards=device_num,
                                  shard_id=rank)
     else:
-        check_tfrecords([Path(f) for f in files], schema_file, columns, vocab_size)
+        check_tfrecords([Path(f) for f in files], schema_file, columns, model, scan=model is not None)
         dataset = ds.TFRecordDataset(files, str(schema_file) if schema_file else None, columns_list=list(columns),
                                      shuffle=False, num_shards=device_num, shard_id=rank, shard_equal_rows=True)
     for column in columns:

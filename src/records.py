@@ -9,8 +9,9 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
+import crc32c
 import numpy as np
 from tfrecord import example_pb2
 from tfrecord.writer import TFRecordWriter
@@ -80,28 +81,52 @@ def write_schema(example: Features, num_rows: int, path: str | Path) -> Path:
     return path
 
 
-def read_first_tfrecord(path: str | Path) -> dict[str, np.ndarray]:
-    """Parse the first record of a TFRecord file, raising one line naming the file if it is not one."""
-    path = Path(path)
-    with open(path, "rb") as handle:
-        header = handle.read(12)
-        if len(header) < 12:
-            raise ValueError(f"record file {path} is empty or truncated: re-create it with "
-                             f"tools/create_pretraining_data.py")
-        (length,) = struct.unpack("<Q", header[:8])
-        payload = handle.read(length)
-    if length > 1 << 30 or len(payload) != length:
-        raise ValueError(f"record file {path} is corrupt (bad record length): it is not a TFRecord file or was cut "
-                         f"short; re-create it with tools/create_pretraining_data.py")
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of data."""
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _parse_example(payload: bytes) -> dict[str, np.ndarray]:
     example = example_pb2.Example()
-    try:
-        example.ParseFromString(payload)
-    except Exception:  # protobuf raises its own DecodeError type
-        raise ValueError(f"record file {path} is corrupt (first record is not a tf.train.Example): re-create it "
-                         f"with tools/create_pretraining_data.py") from None
+    example.ParseFromString(payload)
     columns = {}
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
         values = getattr(feature, kind).value
         columns[name] = np.array(values, np.float32 if kind == "float_list" else np.int64)
     return columns
+
+
+def iter_tfrecord(path: str | Path) -> Iterator[dict[str, np.ndarray]]:
+    """The records of a TFRecord file as columns, checking each record's framing and both CRCs as TensorFlow
+    writes them; a cut or corrupt record raises one line naming the file and the record's number."""
+    path = Path(path)
+    fix = "re-create or re-copy the file (tools/create_pretraining_data.py, tools/convert_task_data.py)"
+    with open(path, "rb") as handle:
+        number = 0
+        while header := handle.read(12):
+            number += 1
+            where = f"record file {path}, record {number}"
+            if len(header) < 12:
+                raise ValueError(f"{where} is cut short (the file ends inside a record header): {fix}")
+            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
+            if _masked_crc(length_bytes) != length_crc:
+                raise ValueError(f"{where}: bad length checksum (not a TFRecord file, or corrupt): {fix}")
+            (length,) = struct.unpack("<Q", length_bytes)
+            payload, footer = handle.read(length), handle.read(4)
+            if len(payload) != length or len(footer) != 4:
+                raise ValueError(f"{where} is cut short (the file ends inside the record): {fix}")
+            if _masked_crc(payload) != struct.unpack("<I", footer)[0]:
+                raise ValueError(f"{where}: bad data checksum (corrupt bytes): {fix}")
+            try:
+                yield _parse_example(payload)
+            except Exception:  # protobuf raises its own DecodeError type
+                raise ValueError(f"{where} is not a tf.train.Example: {fix}") from None
+        if number == 0:
+            raise ValueError(f"record file {path} is empty: {fix}")
+
+
+def read_first_tfrecord(path: str | Path) -> dict[str, np.ndarray]:
+    """Parse the first record of a TFRecord file, raising one line naming the file if it is not one."""
+    return next(iter(iter_tfrecord(path)))

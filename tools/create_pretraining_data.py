@@ -16,6 +16,7 @@ import argparse
 import glob
 import multiprocessing
 import random
+import shutil
 import sys
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -26,10 +27,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
 from src.config import BertConfig, load_bert_config, str2bool  # noqa: E402
 from src.corpus import read_documents  # noqa: E402
 from src.pretraining_data import (MaskingOptions, chinese_word_starts, create_training_instances,  # noqa: E402
                                   instance_to_features)
+from src.output_dir import file_sha256, finish_output, start_output  # noqa: E402
 from src.records import RECORD_SUFFIX, write_records, write_schema  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
@@ -87,15 +90,14 @@ def make_shard(shard_index: int, documents: list[list[str]], settings: ShardSett
 
 
 def create_pretraining_records(files: list[Path], settings: ShardSettings, docs_per_shard: int,
-                               processes: int) -> tuple[list[Path], int]:
-    """All shards, made by a bounded pool of workers; returns the shard paths and the total row count."""
-    Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
-    shards, total, example = [], 0, {}
-    progress = tqdm(desc="shards", unit="shard", file=sys.stderr)
+                               processes: int) -> dict[str, int]:
+    """All shards, made by a bounded pool of workers into settings.output_dir; returns each shard's row count."""
+    shards, total, example = {}, 0, {}
+    progress = tqdm(desc="shards", unit="shard", file=sys.stderr, disable=None)  # a bar on terminals only
 
     def collect(result: tuple[Path, int, dict]) -> None:
         nonlocal total, example
-        shards.append(result[0])
+        shards[result[0].name] = result[1]
         total += result[1]
         example = example or result[2]
         progress.update(1)
@@ -118,11 +120,11 @@ def create_pretraining_records(files: list[Path], settings: ShardSettings, docs_
         raise SystemExit(f"no pretraining instance came out of {len(files)} input file(s): are they empty?")
     if settings.dataset_format == "tfrecord":
         write_schema(example, total, Path(settings.output_dir) / "schema.json")
-    return sorted(shards), total
+    return shards
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_file", required=True, help="comma-separated files or globs")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--vocab_file", required=True)
@@ -140,6 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs_per_shard", type=int, default=5000)
     parser.add_argument("--processes", type=int, default=max(1, multiprocessing.cpu_count() - 1))
     parser.add_argument("--config", help="model preset or YAML: checks the vocab fits its vocab_size")
+    parser.add_argument("--overwrite", type=str2bool, default=False,
+                        help="replace a non-empty --output_dir (default: refuse it)")
     return parser.parse_args(argv)
 
 
@@ -149,20 +153,43 @@ def check_vocab_fits(vocab_size: int, config: BertConfig, vocab_file: str, confi
                          f"vocab_size {config.vocab_size}: use a config whose vocab_size is at least {vocab_size}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def check_settings(args: argparse.Namespace) -> None:
+    check_minimums(args, max_seq_length=8, max_predictions_per_seq=1, dupe_factor=1, docs_per_shard=1, processes=1)
+    for name in ("masked_lm_prob", "short_seq_prob"):
+        if not 0 <= getattr(args, name) <= 1 or (name == "masked_lm_prob" and args.masked_lm_prob == 0):
+            raise ValueError(f"--{name} {getattr(args, name)} is out of range: pass a probability in (0, 1]")
+
+
+def create(argv: list[str]) -> None:
+    """Records into a staging directory, renamed into place with its manifest when every shard is complete."""
     args = parse_args(argv)
+    check_settings(args)
     options = MaskingOptions(args.max_seq_length, args.short_seq_prob, args.masked_lm_prob,
                              args.max_predictions_per_seq, args.do_whole_word_mask)
-    settings = ShardSettings(args.vocab_file, args.do_lower_case, options, args.dupe_factor, args.random_seed,
-                             args.output_dir, args.dataset_format,
-                             args.do_whole_word_mask and args.chinese_word_segmentation)
     vocab_size = len(FullTokenizer(args.vocab_file, args.do_lower_case).vocab)
     if args.config:
         check_vocab_fits(vocab_size, load_bert_config(args.config), args.vocab_file, args.config)
-    shards, total = create_pretraining_records(expand_inputs(args.input_file), settings, args.docs_per_shard,
-                                               args.processes)
-    print(f"wrote {total} instances in {len(shards)} shard(s) to {args.output_dir} "
+    inputs = expand_inputs(args.input_file)
+    staging = start_output(args.output_dir, args.overwrite)
+    settings = ShardSettings(args.vocab_file, args.do_lower_case, options, args.dupe_factor, args.random_seed,
+                             str(staging), args.dataset_format,
+                             args.do_whole_word_mask and args.chinese_word_segmentation)
+    try:
+        rows = create_pretraining_records(inputs, settings, args.docs_per_shard, args.processes)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    recorded = {**asdict(options), "dupe_factor": args.dupe_factor, "random_seed": args.random_seed,
+                "do_lower_case": args.do_lower_case, "dataset_format": args.dataset_format,
+                "chinese_word_segmentation": settings.chinese_whole_word, "vocab_size": vocab_size,
+                "vocab_sha256": file_sha256(args.vocab_file), "docs_per_shard": args.docs_per_shard}
+    finish_output(staging, args.output_dir, "tools/create_pretraining_data.py", recorded, rows)
+    print(f"wrote {sum(rows.values())} instances in {len(rows)} shard(s) to {args.output_dir} "
           f"(vocab {vocab_size} tokens; settings {asdict(options)})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    return run_cli("create_pretraining_data.py", create, argv)
 
 
 if __name__ == "__main__":

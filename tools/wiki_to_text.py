@@ -8,6 +8,7 @@ articles, one output file per wikiextractor file:
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,13 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
+from src.config import str2bool  # noqa: E402
 from src.corpus import wikiextractor_documents, write_documents  # noqa: E402
+from src.output_dir import finish_output, start_output  # noqa: E402
 
 
 def extract(dump: Path, output_dir: Path, processes: int) -> list[Path]:
-    if not dump.is_file():
-        raise SystemExit(f"Wikipedia dump {dump} does not exist: pass a pages-articles .xml or .xml.bz2 file")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Text files into output_dir (a staging directory: see wiki_to_text)."""
     written = []
     with tempfile.TemporaryDirectory() as extracted:
         command = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", extracted,
@@ -42,14 +44,29 @@ def extract(dump: Path, output_dir: Path, processes: int) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def wiki_to_text(argv: list[str]) -> None:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--overwrite", type=str2bool, default=False,
+                        help="replace a non-empty --output_dir (default: refuse it)")
     args = parser.parse_args(argv)
-    files = extract(args.input, args.output_dir, args.processes)
+    check_minimums(args, processes=1)
+    if not args.input.is_file():
+        raise SystemExit(f"Wikipedia dump {args.input} does not exist: pass a pages-articles .xml or .xml.bz2 file")
+    staging = start_output(args.output_dir, args.overwrite)
+    try:
+        files = extract(args.input, staging, args.processes)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finish_output(staging, args.output_dir, "tools/wiki_to_text.py", {"input": args.input.name})
     print(f"wrote {len(files)} text file(s) to {args.output_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    return run_cli("wiki_to_text.py", wiki_to_text, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import TruncatedNormal, initializer
 
 from src.config import BertConfig
+from src.dropout import StepSeededDropout
 
 # Added to attention scores at padding positions: exp(-10000) is 0 in float32, as in Google's BERT.
 MASK_ADDER = -10000.0
@@ -111,7 +112,7 @@ class BertEmbeddings(nn.Cell):
         self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size,
                                                config.initializer_range, config.dtype)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = StepSeededDropout(config.hidden_dropout_prob)
 
     def construct(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         embeddings = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
@@ -178,7 +179,7 @@ class BertSelfAttention(nn.Cell):
         self.query = Dense(hidden, hidden, config.initializer_range, config.compute_type)
         self.key = Dense(hidden, hidden, config.initializer_range, config.compute_type)
         self.value = Dense(hidden, hidden, config.initializer_range, config.compute_type)
-        self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
+        self.dropout = StepSeededDropout(config.attention_probs_dropout_prob)
         self.matmul_transposed = ops.BatchMatMul(transpose_b=True)
         self.matmul = ops.BatchMatMul()
         self.use_relative_positions = config.use_relative_positions
@@ -217,7 +218,7 @@ class BertSelfOutput(nn.Cell):
         super().__init__()
         self.dense = Dense(config.hidden_size, config.hidden_size, config.initializer_range, config.compute_type)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = StepSeededDropout(config.hidden_dropout_prob)
 
     def construct(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
         return self.LayerNorm(self.dropout(self.dense(hidden_states)).astype(ms.float32) + input_tensor)
@@ -252,7 +253,7 @@ class BertOutput(nn.Cell):
         self.dense = Dense(config.intermediate_size, config.hidden_size, config.initializer_range,
                            config.compute_type)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = StepSeededDropout(config.hidden_dropout_prob)
 
     def construct(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
         return self.LayerNorm(self.dropout(self.dense(hidden_states)).astype(ms.float32) + input_tensor)
@@ -300,7 +301,8 @@ class BertModel(nn.Cell):
     Inputs: input_ids, token_type_ids, input_mask, each int32 [batch, seq] (mask 1 = real token, 0 = padding).
     Outputs: sequence_output float32 [batch, seq, hidden], pooled_output float32 [batch, hidden].
 
-    Dropout is active only in training mode (cell.set_train(True)).
+    Dropout is active only in training mode (cell.set_train(True)); its masks follow the step counter of the
+    train-one-step cell (StepSeededDropout), so a resumed run repeats them.
     """
 
     def __init__(self, config: BertConfig) -> None:

@@ -10,6 +10,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from src.bert_model import BertModel, Dense
+from src.dropout import StepSeededDropout
 from src.config import BertConfig
 from src.crf import CRF
 
@@ -20,7 +21,7 @@ class BertForSequenceClassification(nn.Cell):
     def __init__(self, config: BertConfig, num_labels: int) -> None:
         super().__init__()
         self.bert = BertModel(config)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = StepSeededDropout(config.hidden_dropout_prob)
         self.classifier = Dense(config.hidden_size, num_labels, config.initializer_range, config.compute_type)
         self.num_labels = num_labels
 
@@ -47,7 +48,7 @@ class BertForTokenClassification(nn.Cell):
     def __init__(self, config: BertConfig, num_labels: int, use_crf: bool = False) -> None:
         super().__init__()
         self.bert = BertModel(config)
-        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.dropout = StepSeededDropout(config.hidden_dropout_prob)
         self.classifier = Dense(config.hidden_size, num_labels, config.initializer_range, config.compute_type)
         self.crf = CRF(num_labels) if use_crf else None
 

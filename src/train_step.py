@@ -3,6 +3,8 @@
 One cell, in the model zoo's loss-scale pattern, for any network that returns a scalar loss:
 scaled backward pass -> data-parallel gradient mean -> unscale -> optional accumulation over N micro-batches ->
 overflow check -> loss-scale update -> global-norm clip -> optimizer step, skipped on overflow.
+It also owns the dropout step counter (see src/dropout.py): one more per call, saved with
+its checkpoint, so a resumed run draws the dropout masks the uninterrupted run would have drawn.
 The overflow check tests that every gradient is finite instead of reading the NPU float status that
 nn.TrainOneStepWithLossScaleCell uses, so it runs on CPU, GPU and Ascend alike.
 """
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore.communication.management import get_group_size
+from mindspore.communication.management import get_group_size, get_rank
 from mindspore.context import ParallelMode
 
+from src.dropout import seed_dropout
 from src.config import LossScaleSettings
 
 
@@ -34,10 +37,14 @@ class TrainOneStepCell(nn.Cell):
     skipped, so the weights stay finite and the caller can stop with a clear message.
     accumulation_steps N: every call adds its gradients to buffers; the optimizer steps on the mean of N
     micro-batches, every N-th call (an overflow anywhere in the window skips that step).
+    dropout_seed: keys the network's dropout masks (default: the global seed, ms.set_seed; 0 if none is set).
+    Parameters besides the network's and the optimizer's: loss_scale, dropout_step (the number of calls so far,
+    which the dropout masks are drawn from), and with accumulation accumulated_grads.*, micro_step,
+    window_overflow.
     """
 
     def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, loss_scale: LossScaleSettings | None = None,
-                 clip_norm: float | None = 1.0, accumulation_steps: int = 1) -> None:
+                 clip_norm: float | None = 1.0, accumulation_steps: int = 1, dropout_seed: int | None = None) -> None:
         super().__init__(auto_prefix=False)
         self.network = network
         self.network.set_grad()
@@ -56,8 +63,13 @@ class TrainOneStepCell(nn.Cell):
             self.window_overflow = Parameter(Tensor(0, ms.int32), name="window_overflow")  # 1 once any overflowed
         self.hyper_map = ops.HyperMap()
         self.reducer = None
+        rank = 0
         if ms.get_auto_parallel_context("parallel_mode") in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL):
             self.reducer = nn.DistributedGradReducer(self.weights, True, get_group_size())
+            rank = get_rank()
+        self.dropout_step = Parameter(Tensor(0, ms.int32), name="dropout_step", requires_grad=False)
+        seed = dropout_seed if dropout_seed is not None else (ms.get_seed() or 0)
+        seed_dropout(network, self.dropout_step, seed, rank)
 
     def construct(self, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         loss = self.network(*inputs)
@@ -67,6 +79,8 @@ class TrainOneStepCell(nn.Cell):
             grads = self.reducer(grads)
         grads = self.hyper_map(ops.partial(_divided, scale), grads)
         overflow = ops.logical_not(ops.stack(self.hyper_map(_is_finite, grads)).all())
+        # After both passes through the network (loss and gradients), which so drew the same masks.
+        ops.assign_add(self.dropout_step, Tensor(1, ms.int32))
         if self.accumulation_steps > 1:
             for buffer, grad in zip(self.accumulated_grads, grads):
                 ops.assign_add(buffer, grad)

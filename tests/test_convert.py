@@ -142,7 +142,7 @@ def test_learned_relative_positions_cannot_be_exported_to_huggingface(tmp_path):
                               num_attention_heads=2, intermediate_size=40)
     write_checkpoint(BertForPreTraining(config), tmp_path / "zoo_style.ckpt")
     save_bert_config(config, tmp_path / "cfg.yaml")
-    with pytest.raises(ValueError, match="learned relative positions"):
+    with pytest.raises(SystemExit, match="^convert_checkpoint.py: .*learned relative positions"):
         convert_checkpoint.main(["--from", "ms", "--to", "hf", "--input", str(tmp_path / "zoo_style.ckpt"),
                                  "--config", str(tmp_path / "cfg.yaml"), "--output", str(tmp_path / "hf")])
 
@@ -152,7 +152,8 @@ def test_pytorch_bin_of_a_bare_bert_model_converts_with_fresh_heads(hf_and_ours,
     hf, ours = hf_and_ours
     hf.bert.save_pretrained(tmp_path / "bare", safe_serialization=False)
     assert (tmp_path / "bare" / "pytorch_model.bin").is_file()
-    with pytest.raises(ValueError, match=r"parameter 'cls.predictions.bias' \(99,\) is missing from the checkpoint"):
+    missing = r"^convert_checkpoint.py: .*parameter 'cls.predictions.bias' \(99,\) is missing from the checkpoint"
+    with pytest.raises(SystemExit, match=missing):
         convert_checkpoint.main(["--from", "hf", "--input", str(tmp_path / "bare"), "--output", str(tmp_path / "x.ckpt")])
     convert_checkpoint.main(["--from", "hf", "--input", str(tmp_path / "bare"), "--output", str(tmp_path / "x.ckpt"),
                              "--allow_missing_heads"])

@@ -26,7 +26,7 @@ from src.dataset import SQUAD_TRAIN_COLUMNS
 from src.cli import ArgumentParser
 from src.finetune import add_common_flags, finetune, prepare, run_entry, write_eval_result
 from src.finetune_models import BertForQuestionAnswering, BertSquadWithLoss
-from src.squad import (check_prediction_settings, check_window_settings, convert_examples_to_features,
+from src.squad import (SquadExample, check_prediction_settings, check_window_settings, convert_examples_to_features,
                        read_squad_examples, squad_evaluate, squad_evaluate_v2, write_predictions)
 from src.tokenization import FullTokenizer
 from src.run_dir import latest_checkpoint
@@ -53,14 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def evaluate(args: argparse.Namespace, model: BertForQuestionAnswering,
-             batch_size: int) -> tuple[dict[str, float], str]:
-    """Scores of --eval_json_path, and which official script's scoring gave them (v2.0 with
-    --version_2_with_negative or when the file holds questions without an answer, else v1.1)."""
+def read_eval_inputs(args: argparse.Namespace) -> tuple[FullTokenizer, list[SquadExample]]:
+    """The vocab and the questions of --eval_json_path, read before any training so a bad eval file fails first."""
     if not (args.eval_json_path and args.vocab_file_path):
         raise ValueError("--eval_json_path and --vocab_file_path are required with --do_eval true")
-    tokenizer = FullTokenizer(args.vocab_file_path, args.do_lower_case)
-    examples = read_squad_examples(args.eval_json_path)
+    return FullTokenizer(args.vocab_file_path, args.do_lower_case), read_squad_examples(args.eval_json_path)
+
+
+def evaluate(args: argparse.Namespace, model: BertForQuestionAnswering, batch_size: int, tokenizer: FullTokenizer,
+             examples: list[SquadExample]) -> tuple[dict[str, float], str]:
+    """Scores of --eval_json_path, and which official script's scoring gave them (v2.0 with
+    --version_2_with_negative or when the file holds questions without an answer, else v1.1)."""
     features = convert_examples_to_features(examples, tokenizer, args.max_seq_length, args.doc_stride,
                                             args.max_query_length, is_training=False)
     results = {}
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> dict | None:
     check_window_settings(args.max_seq_length, args.doc_stride, args.max_query_length)
     check_prediction_settings(args.n_best_size, args.max_answer_length)
     run_config, bert_config = prepare(args)
+    eval_inputs = read_eval_inputs(args) if args.do_eval else None
     checkpoint = args.load_finetune_checkpoint_path
     if args.do_train:
         checkpoint = finetune(args, run_config, BertSquadWithLoss(bert_config), PREFIX, None,
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> dict | None:
     model = BertForQuestionAnswering(bert_config.replace(hidden_dropout_prob=0.0))
     load_checkpoint_into(model, latest_checkpoint(checkpoint, PREFIX))
     model.set_train(False)
-    scores, scoring = evaluate(args, model, run_config.batch_size)
+    scores, scoring = evaluate(args, model, run_config.batch_size, *eval_inputs)
     outputs = ("predictions.json, nbest_predictions.json and null_odds.json" if args.version_2_with_negative
                else "predictions.json and nbest_predictions.json")
     figures = ", ".join(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}"

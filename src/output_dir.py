@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from src.run_dir import pid_alive
+
 MANIFEST = "manifest.json"
 _STAGING = ".{name}.partial-{pid}"
 
@@ -24,16 +26,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_output(output_dir: str | Path, overwrite: bool, flag: str = "--output_dir") -> Path:
@@ -54,7 +46,7 @@ def start_output(output_dir: str | Path, overwrite: bool, flag: str = "--output_
     prefix = _STAGING.format(name=output_dir.name, pid="")
     for stale in parent.glob(f"{prefix}*"):
         pid = stale.name[len(prefix):]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     staging = parent / _STAGING.format(name=output_dir.name, pid=os.getpid())
     shutil.rmtree(staging, ignore_errors=True)

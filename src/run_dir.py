@@ -147,7 +147,8 @@ def _holder(lock: Path) -> tuple[int, str, str] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs under pid (a lock's or a staging directory's owner)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -176,7 +177,7 @@ class DirectoryLock:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _holder(self.path)
-                if holder and holder[0] != os.getpid() and (holder[1] != socket.gethostname() or _alive(holder[0])):
+                if holder and holder[0] != os.getpid() and (holder[1] != socket.gethostname() or pid_alive(holder[0])):
                     raise ValueError(f"{self.path.parent} is in use by another run (pid {holder[0]} on {holder[1]}, "
                                      f"since {holder[2].split(' ')[0]}): wait for it to end or pick another "
                                      f"directory") from None

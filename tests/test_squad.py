@@ -247,12 +247,13 @@ def test_v2_file_is_evaluated_with_v2_scoring(tmp_path, paris_vocab):
     examples = read_squad_examples(tmp_path / "dev-v2.json")
     assert [(e.answers, e.is_impossible) for e in examples] == [(["Paris"], False), ([], True), ([], True)]
     # without the flag no question is answered "", yet the two questions without an answer make it v2.0 scoring
-    scores, scoring = run_squad.evaluate(run_squad.parse_args(flags), cls_model, batch_size=4)
+    args = run_squad.parse_args(flags)
+    scores, scoring = run_squad.evaluate(args, cls_model, 4, *run_squad.read_eval_inputs(args))
     assert scoring.startswith("SQuAD v2.0 scoring: 2 questions without an answer")
     assert scores["total"] == 3 and scores["HasAns_total"] == 1 and scores["NoAns_exact"] == 0.0
     # with it, [CLS] everywhere answers "" everywhere: the two no-answer questions right, the answerable one wrong
-    scores, scoring = run_squad.evaluate(run_squad.parse_args(flags + ["--version_2_with_negative", "true"]), cls_model,
-                                         batch_size=4)
+    args = run_squad.parse_args(flags + ["--version_2_with_negative", "true"])
+    scores, scoring = run_squad.evaluate(args, cls_model, 4, *run_squad.read_eval_inputs(args))
     assert scoring == "SQuAD v2.0 scoring: --version_2_with_negative true"
     assert scores == pytest.approx({"exact": 200 / 3, "f1": 200 / 3, "total": 3, "HasAns_exact": 0.0,
                                     "HasAns_f1": 0.0, "HasAns_total": 1, "NoAns_exact": 100.0, "NoAns_f1": 100.0,

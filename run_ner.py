@@ -51,10 +51,23 @@ def tag_sequences(outputs, use_crf: bool, id2label: dict[int, str]):
         yield ([id2label[int(t)] for t in path[1:length - 1]], [id2label[int(t)] for t in gold[1:length - 1]])
 
 
-def clue_submission(predicted: list[list[str]], eval_json_path: str, output: Path) -> Path:
+def read_clue_texts(path: str) -> list[str]:
+    """The "text" of every line of a CLUENER json file (read before training, so a bad file fails first)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--eval_json_path {path} does not exist: pass the CLUENER json of the eval set")
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    texts.append(json.loads(line)["text"])
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"{path}:{number} is not a CLUENER json object with a \"text\"") from None
+    return texts
+
+
+def clue_submission(predicted: list[list[str]], texts: list[str], eval_json_path: str, output: Path) -> Path:
     """CLUENER2020 submission lines: {"id": i, "label": {type: {entity text: [[start, end]]}}}."""
-    with open(eval_json_path, encoding="utf-8") as handle:
-        texts = [json.loads(line)["text"] for line in handle if line.strip()]
     if len(texts) != len(predicted):
         raise ValueError(f"eval_json_path {eval_json_path} has {len(texts)} texts but the eval records "
                          f"{len(predicted)}: pass the json the eval records were converted from")
@@ -78,8 +91,13 @@ def run(args: argparse.Namespace) -> dict | None:
         raise ValueError(f"vocab file {args.vocab_file_path} is larger than the model's vocab_size "
                          f"{bert_config.vocab_size}: pick the --bert_network the vocab belongs to")
     checkpoint = args.load_finetune_checkpoint_path
+    clue_texts = None
     if args.do_eval:
         check_eval_records(args, bert_config, num_class)
+        if args.assessment_method == "clue_benchmark":
+            if not args.eval_json_path:
+                raise ValueError("--eval_json_path is required with --assessment_method clue_benchmark")
+            clue_texts = read_clue_texts(args.eval_json_path)
     if args.do_train:
         checkpoint = finetune(args, run_config, BertTaggerWithLoss(bert_config, num_class, args.use_crf), PREFIX,
                               num_class)
@@ -101,10 +119,8 @@ def run(args: argparse.Namespace) -> dict | None:
           f"token accuracy: {scores['token_accuracy']:.4f}")
     output_dir = Path(args.output_dir)
     write_eval_result(output_dir, scores)
-    if args.assessment_method == "clue_benchmark":
-        if not args.eval_json_path:
-            raise ValueError("--eval_json_path is required with --assessment_method clue_benchmark")
-        submission = clue_submission(predicted, args.eval_json_path, output_dir / "cluener_predict.json")
+    if clue_texts is not None:
+        submission = clue_submission(predicted, clue_texts, args.eval_json_path, output_dir / "cluener_predict.json")
         print(f"CLUENER submission: {submission}")
     return scores
 

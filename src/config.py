@@ -181,8 +181,8 @@ class OptimizerSettings:
     momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        require_ranges(self, positive=("learning_rate", "power", "eps"),
-                       non_negative=("end_learning_rate", "warmup_steps", "weight_decay"),
+        require_ranges(self, positive=("power", "eps"),
+                       non_negative=("learning_rate", "end_learning_rate", "warmup_steps", "weight_decay"),
                        probabilities=("beta1", "beta2", "momentum"))
 
 

@@ -94,7 +94,13 @@ def test_corrupt_record_file(tmp_path, wiki_records):
     shutil.copytree(wiki_records, records)
     (records / "part-00001.tfrecord").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00garbagegarbage")
     expect_exit(lambda: pretrain(tmp_path, records, config),
-                f"record file {records / 'part-00001.tfrecord'} is corrupt")
+                f"{records / 'part-00001.tfrecord'} has 22 bytes but manifest.json says")
+    (records / "manifest.json").unlink()  # records made elsewhere: the record scan finds it
+    (records / "part-00001.tfrecord").rename(records / "other.tfrecord")
+    (records / "part-00000.tfrecord").rename(records / "first.tfrecord")
+    (records / "part-00002.tfrecord").rename(records / "third.tfrecord")
+    expect_exit(lambda: pretrain(tmp_path, records, config),
+                f"record file {records / 'other.tfrecord'}, record 1: bad length checksum")
 
 
 def test_nan_loss_without_loss_scaling_stops_with_one_line_and_keeps_earlier_checkpoints(tmp_path, wiki_records):

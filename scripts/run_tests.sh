@@ -6,4 +6,4 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/setup_env.sh" requirements-dev.txt
 cd "$ROOT"
 export GLOG_v=3  # MindSpore: errors only
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=20 tests "$@"  # the slowest tests listed, to keep CI inside its time

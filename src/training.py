@@ -81,7 +81,8 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
-    resume_from: a checkpoint, or a directory of them (its newest with the checkpoint policy's prefix).
+    resume_from: a checkpoint, or a directory of them (the one written last: src/run_dir.latest_checkpoint).
+    The run locks its directories and writes only its own files (src/run_dir.py).
     data_source: the data's path, named when reading it fails mid-run.
     """
     if not 0 < total_steps:
@@ -120,7 +121,7 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
         try:
             fit(train_cell, dataset, total_steps - start_step, callbacks, data_sink, sink_steps)
         except RuntimeError as error:
-            if "Dataset Pipeline" not in str(error) and "dataset" not in str(error).lower():
+            if "dataset" not in str(error).lower():  # MindSpore's data pipeline errors say so
                 raise
             raise ValueError(f"reading {data_source or 'the training data'} failed ({one_line(error)}): a record "
                              f"file is corrupt or of another kind; re-create it, then resume from the last "

@@ -10,7 +10,6 @@ import pretrain_eval
 import run_pretrain
 from tools import create_pretraining_data, plot_loss
 from src.bert_for_pre_training import BertForPreTraining
-from src.run_dir import checkpoints_in
 from src.checkpoint import read_checkpoint, write_checkpoint
 from src.config import load_bert_config
 from tests.conftest import ROOT, write_run_config
@@ -180,37 +179,3 @@ def test_data_parallel_run_on_two_cpu_ranks_keeps_the_ranks_identical(tmp_path, 
     first_losses = [(directory / "train_log.txt").read_text().splitlines()[0].split("(")[1].split(",")[0]
                     for directory in (tmp_path, tmp_path / "rank_1")]
     assert first_losses[0] != first_losses[1], first_losses
-
-
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path, wiki_records):
-    import os
-    import signal
-    import subprocess
-    import sys
-    config = write_run_config(tmp_path)
-    flags = ["--data_dir", str(wiki_records), "--config", str(config), "--device_target", "CPU", "--train_steps", "40",
-             "--save_checkpoint_steps", "2", "--save_checkpoint_num", "3"]
-    whole = pretrain(tmp_path / "whole", wiki_records, config, "--train_steps", "40", "--save_checkpoint_steps", "2",
-                     "--save_checkpoint_num", "3")
-    killed = tmp_path / "killed" / "out"
-    command = [sys.executable, str(ROOT / "run_pretrain.py"), *flags, "--save_checkpoint_path", str(killed),
-               "--output_dir", str(killed)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(1200):  # kill -9 as soon as a few checkpoints exist, wherever the run is
-        if len(list((killed / "ckpt_0").glob("checkpoint_bert-*.ckpt"))) >= 2 or process.poll() is not None:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    left = checkpoints_in(killed / "ckpt_0", "checkpoint_bert")  # oldest step first
-    assert left and all(read_checkpoint(path) for path in left)  # every visible checkpoint is whole
-    assert int(left[-1].stem.rsplit("_", 1)[1]) < 40, "the run must have been killed before its end"
-    stale = killed / "ckpt_0" / ".checkpoint_bert-1_2.999.partial.ckpt"  # as a kill during a write leaves it
-    stale.write_bytes(b"half a checkpoint")
-    resumed = pretrain(tmp_path / "killed", wiki_records, config, "--train_steps", "40", "--save_checkpoint_steps",
-                       "2", "--load_checkpoint_path", str(killed / "ckpt_0"))
-    assert resumed == killed and not stale.exists()
-    expected = read_checkpoint(whole / "ckpt_0" / "checkpoint_bert-1_40.ckpt")
-    got = read_checkpoint(resumed / "ckpt_0" / "checkpoint_bert-1_40.ckpt")
-    for name, value in expected.items():
-        np.testing.assert_array_equal(got[name], value, err_msg=name)

@@ -117,11 +117,8 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
 
 def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,
             float_columns: tuple[str, ...] = ()) -> Iterator[tuple[np.ndarray, ...]]:
-    """(model outputs, input_mask, label_ids) as numpy for every batch of the evaluation records."""
-    if not args.eval_data_file_path:
-        raise ValueError("--eval_data_file_path is required with --do_eval true")
-    if not float_columns:
-        check_labels(args.eval_data_file_path, args.dataset_format, model.classifier.weight.shape[0])
+    """(model outputs, input_mask, label_ids) as numpy for every batch of the evaluation records, which
+    check_eval_records has checked before any training."""
     load_checkpoint_into(model, checkpoint)
     model.set_train(False)
     dataset, _ = create_record_dataset(args.eval_data_file_path, run_config.batch_size, args.schema_file_path or None,

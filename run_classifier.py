@@ -38,14 +38,15 @@ def run(args: argparse.Namespace) -> dict | None:
     if args.do_eval:
         check_eval_records(args, bert_config, args.num_class if args.num_class > 1 else None)
     if args.do_train:
-        checkpoint = finetune(args, run_config, BertClassifierWithLoss(bert_config, args.num_class), PREFIX,
+        checkpoint = finetune(args, run_config, BertClassifierWithLoss(bert_config, args.num_class, run_config.classifier_pooling), PREFIX,
                               args.num_class if args.num_class > 1 else None, float_columns)
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None
     if not checkpoint:
         raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
-    model = BertForSequenceClassification(bert_config.replace(hidden_dropout_prob=0.0), args.num_class)
+    model = BertForSequenceClassification(bert_config.replace(hidden_dropout_prob=0.0), args.num_class,
+                                          run_config.classifier_pooling)
     labels, predictions = [], []
     for logits, _, label_ids in predict(args, run_config, model, latest_checkpoint(checkpoint, PREFIX),
                                         float_columns):

@@ -200,13 +200,17 @@ class LossScaleSettings:
             raise ValueError(f"loss_scale factor {self.factor} is out of range: pass a number above 1")
 
 
+CLASSIFIER_POOLINGS = ("cls", "mean")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What the entry scripts read from --config (configs/pretrain*.yaml, configs/finetune*.yaml): the network
     preset, batch size, optimizer settings, loss scale, clipping, seed.
 
     warmup_proportion, when set, replaces the optimizer's warmup_steps by that share of the run's updates
-    (the model zoo's finetuning uses 10%).
+    (the model zoo's finetuning uses 10%). classifier_pooling "mean" feeds the classification head the mean of
+    the token outputs instead of the [CLS] pooler, which only NSP trains (Sentence-BERT's choice).
     """
 
     bert_network: str = "base"
@@ -218,9 +222,12 @@ class RunConfig:
     seed: int = 0
     shuffle_buffer: int = 10000
     warmup_proportion: float | None = None
+    classifier_pooling: str = "cls"  # what the classification head reads: "cls" (pooler) or "mean" of the tokens
 
     def __post_init__(self) -> None:
         require_ranges(self, positive=("batch_size", "clip_norm", "shuffle_buffer"))
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of {CLASSIFIER_POOLINGS}")
         if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
             raise ValueError(f"warmup_proportion {self.warmup_proportion} is out of range: pass a share in [0, 1]")
 

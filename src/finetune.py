@@ -6,6 +6,7 @@ checkpoints as pretraining); the optimizer honours the config's weight decay and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable, Iterator
@@ -49,6 +50,8 @@ def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> No
                         help="run config YAML: bert_network, batch_size, optimizer and its settings")
     parser.add_argument("--bert_network", default="", help="model preset or YAML, overriding the config's")
     parser.add_argument("--output_dir", default=".", help="where train_log.txt, metrics.jsonl, eval results go")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the head's initialisation, dropout and shuffling (default: the config's)")
 
 
 def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
@@ -56,6 +59,8 @@ def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
         raise ValueError("nothing to do: pass --do_train true and/or --do_eval true")
     check_minimums(args, epoch_num=1)
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
+    if args.seed is not None:
+        run_config = dataclasses.replace(run_config, seed=args.seed)
     setup_device(args.device_target, args.device_id)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)

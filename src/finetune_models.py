@@ -16,17 +16,22 @@ from src.crf import CRF
 
 
 class BertForSequenceClassification(nn.Cell):
-    """Pooled [CLS] output -> dropout -> linear: logits [batch, num_labels]; num_labels 1 is a regression."""
+    """Pooled [CLS] output (or the mean of the token outputs, pooling "mean") -> dropout -> linear:
+    logits [batch, num_labels]; num_labels 1 is a regression."""
 
-    def __init__(self, config: BertConfig, num_labels: int) -> None:
+    def __init__(self, config: BertConfig, num_labels: int, pooling: str = "cls") -> None:
         super().__init__()
         self.bert = BertModel(config)
         self.dropout = StepSeededDropout(config.hidden_dropout_prob)
         self.classifier = Dense(config.hidden_size, num_labels, config.initializer_range, config.compute_type)
         self.num_labels = num_labels
+        self.mean_pooling = pooling == "mean"
 
     def construct(self, input_ids: Tensor, input_mask: Tensor, segment_ids: Tensor) -> Tensor:
-        _, pooled_output = self.bert(input_ids, segment_ids, input_mask)
+        sequence_output, pooled_output = self.bert(input_ids, segment_ids, input_mask)
+        if self.mean_pooling:
+            mask = input_mask.astype(sequence_output.dtype)[:, :, None]
+            pooled_output = (sequence_output * mask).sum(axis=1) / mask.sum(axis=1)
         return self.classifier(self.dropout(pooled_output)).astype(ms.float32)
 
 

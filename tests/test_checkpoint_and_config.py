@@ -14,7 +14,8 @@ SMALL_TINY = dict(vocab_size=40, hidden_size=32, num_attention_heads=4, intermed
 
 
 def test_presets_describe_the_documented_models():
-    assert known_presets() == ["base", "base-en", "large", "nezha-base", "nezha-large", "nezha-zoo", "tiny"]
+    assert known_presets() == ["base", "base-en", "large", "nezha-base", "nezha-large", "nezha-tiny", "nezha-zoo",
+                               "tiny"]
     base = load_bert_config("base")
     assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads, base.intermediate_size,
             base.seq_length, base.vocab_size) == (12, 768, 12, 3072, 128, 21128)
@@ -23,11 +24,13 @@ def test_presets_describe_the_documented_models():
     assert (large.num_hidden_layers, large.hidden_size, large.num_attention_heads, large.intermediate_size) == \
         (24, 1024, 16, 4096)
     for name, kind, max_rel in [("nezha-base", "functional", 64), ("nezha-large", "functional", 64),
-                                ("nezha-zoo", "learned", 16)]:
+                                ("nezha-tiny", "functional", 64), ("nezha-zoo", "learned", 16)]:
         nezha = load_bert_config(name)
         assert (nezha.use_relative_positions, nezha.relative_position_type, nezha.max_relative_position) == \
             (True, kind, max_rel)
     assert load_bert_config("nezha-large").num_hidden_layers == 24
+    tiny, nezha_tiny = load_bert_config("tiny"), load_bert_config("nezha-tiny")
+    assert nezha_tiny == tiny.replace(use_relative_positions=True)  # the tiny shape, relative positions
 
 
 def test_unknown_preset_lists_the_known_ones():

@@ -37,6 +37,7 @@ from src.config import load_run_config, str2bool  # noqa: E402
 from src.output_dir import finish_output, read_manifest, start_output  # noqa: E402
 from src.run_dir import latest_checkpoint  # noqa: E402
 from tools import convert_task_data  # noqa: E402
+from tools.split_labeled_text import EXTENSIONS  # noqa: E402
 
 STARTS = ("pretrained", "random")
 TRAIN_FILE = re.compile(r"train_(\d+)_seed(\d+)\.(tsv|txt)")
@@ -172,7 +173,7 @@ def run_all(args: argparse.Namespace, input_format: str, sets: dict[tuple[int, i
             output: Path) -> dict:
     """Every (size, seed, start) run into output; writes compare.json, compare.txt and compare.png there."""
     task, metric = TASKS[input_format]
-    test_file = args.splits_dir / f"test.{sets[next(iter(sets))].suffix[1:]}"
+    test_file = args.splits_dir / f"test.{EXTENSIONS[input_format]}"
     records = output / "records"
     records.mkdir()
     test_records = to_records(test_file, records / "test.tfrecord", input_format, args)

@@ -86,7 +86,8 @@ def finetune_once(args: argparse.Namespace, task: str, start: str, train_records
         argv += ["--load_pretrain_checkpoint_path", str(args.pretrained_checkpoint)]
     labels = str(args.splits_dir / "labels.json")
     if task == "ner":
-        return float(run_ner.run(run_ner.parse_args(argv + ["--use_crf", "true", "--label2id_file_path", labels]))["f1"])
+        scores = run_ner.run(run_ner.parse_args(argv + ["--use_crf", "true", "--label2id_file_path", labels]))
+        return float(scores["f1"])
     num_class = len(json.loads(Path(labels).read_text()))
     argv += ["--num_class", str(num_class), "--assessment_method", "accuracy"]
     return float(run_classifier.run(run_classifier.parse_args(argv))["accuracy"])
@@ -106,7 +107,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def format_table(summary: list[dict], metric: str) -> str:
-    lines = [f"held-out {metric}", "labels  pretrained (mean ± sd over seeds)  random weights (mean ± sd)  gain (points)"]
+    lines = [f"held-out {metric}",
+             "labels  pretrained (mean ± sd over seeds)  random weights (mean ± sd)  gain (points)"]
     for row in summary:
         cells = [f"{row[start]['mean']:.3f} ± {row[start]['std']:.3f}" for start in STARTS]
         lines.append(f"{row['train_size']:>6}  {cells[0]:>33}  {cells[1]:>26}  {100 * row['gain']:+13.1f}")

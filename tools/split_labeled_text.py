@@ -7,9 +7,9 @@ subsets of several sizes, and the rest as unlabeled pretraining text.
         --test_size 1000 --train_sizes 100,500,2000
 
 Input (plain, .gz or .xz): `label<TAB>text` lines (label_text, for classification), or People's Daily lines,
-`word/tag` two spaces apart (peoples_daily, for NER: nr/ns/nt words are PER/LOC/ORG entities). Repeated lines are
-kept once (label_text: a text found under two labels is dropped), so no test example also sits in a training set
-or the pretraining text. Output:
+`word/tag` two spaces apart (peoples_daily, for NER: nr/ns/nt words are PER/LOC/ORG entities). A repeated text
+(white space aside) is kept once (label_text: a text found under two labels is dropped), so no test example also
+sits in a training set or the pretraining text. Output:
 - test.{tsv|txt}: test_size examples never used for training or pretraining (label_text: balanced over labels);
 - train_{size}_seed{seed}.{tsv|txt}: a draw of that size from the other examples (label_text: balanced; per seed,
   the smaller sets are the start of the larger ones);
@@ -62,22 +62,26 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise ValueError(f"{path} is not a readable {path.suffix} file ({error}): pass it as shipped") from None
 
 
+def text_key(text: str) -> str:
+    """Texts that differ only in white space are the same text (one must not be tested while the other trains)."""
+    return "".join(text.split())
+
+
 def read_labeled_text(path: Path) -> dict[str, list[str]]:
     """Distinct texts per label, in file order; texts under more than one label are dropped."""
     labels_of: dict[str, set[str]] = defaultdict(set)
-    order: list[str] = []
+    first: dict[str, str] = {}
     for number, line in read_lines(path):
         label, tab, text = line.partition("\t")
         if not tab or not label or not text.strip():
             raise ValueError(f"{path}:{number}: expected label<TAB>text, got {line[:40]!r}")
-        text = text.strip()
-        if text not in labels_of:
-            order.append(text)
-        labels_of[text].add(label)
+        key = text_key(text)
+        first.setdefault(key, text.strip())
+        labels_of[key].add(label)
     by_label: dict[str, list[str]] = defaultdict(list)
-    for text in order:
-        if len(labels_of[text]) == 1:
-            by_label[next(iter(labels_of[text]))].append(text)
+    for key, text in first.items():
+        if len(labels_of[key]) == 1:
+            by_label[next(iter(labels_of[key]))].append(text)
     if len(by_label) < 2:
         raise ValueError(f"{path} holds {len(by_label)} label(s): a classification split needs at least 2")
     return dict(sorted(by_label.items()))
@@ -101,13 +105,16 @@ def write_tsv(pairs: list[tuple[str, str]], path: Path, seed: int) -> None:
 
 
 def read_tagged_lines(path: Path) -> list[str]:
-    """Distinct People's Daily lines, in file order; a line without any word/tag item is refused."""
-    lines = list(dict.fromkeys(line for _, line in read_lines(path)))
-    for line in lines:
-        if not peoples_daily_bio(line)[0]:
+    """People's Daily lines with distinct text (the first of those whose words are the same), in file order;
+    a line without any word/tag item is refused."""
+    lines: dict[str, str] = {}
+    for _, line in read_lines(path):
+        characters = peoples_daily_bio(line)[0]
+        if not characters:
             raise ValueError(f"{path} has a line without word/tag items ({line[:40]!r}): pass People's Daily "
                              f"text, or --input_format label_text for label<TAB>text lines")
-    return lines
+        lines.setdefault(text_key("".join(characters)), line)
+    return list(lines.values())
 
 
 def split_tagged(args: argparse.Namespace, output: Path) -> dict:
@@ -179,7 +186,8 @@ def split_labeled_text(argv: list[str]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     settings = {key: value for key, value in vars(args).items() if key not in ("output_dir", "overwrite")}
-    finish_output(staging, args.output_dir, "tools/split_labeled_text.py", {**settings, "input_file": args.input_file.name})
+    finish_output(staging, args.output_dir, "tools/split_labeled_text.py",
+                  {**settings, "input_file": args.input_file.name})
     print(f"{counts['texts']} distinct examples -> test {counts['test']}, training sets {args.train_sizes} x seeds "
           f"{args.seeds}, the text of {counts['pretraining_texts']} for pretraining, in {args.output_dir}")
 

@@ -1,0 +1,62 @@
+"""The TFRecord reader's own tf.train.Example decoder against protobuf's parser (the reference)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tfrecord import example_pb2
+
+from src.records import _parse_example, iter_tfrecord, write_tfrecord
+
+
+def protobuf_columns(payload: bytes) -> dict[str, np.ndarray]:
+    example = example_pb2.Example()
+    example.ParseFromString(payload)
+    columns = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        columns[name] = np.array(getattr(feature, kind).value, np.float32 if kind == "float_list" else np.int64)
+    return columns
+
+
+def test_decoder_equals_protobuf_on_written_records(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"input_ids": rng.integers(0, 30000, 64), "masked_lm_weights": rng.random(10).astype(np.float32),
+             "label_ids": np.array([-1, 0, 2 ** 40, -(2 ** 62)]), "empty": np.array([], np.int64)} for _ in range(20)]
+    path = tmp_path / "rows.tfrecord"
+    write_tfrecord(rows, path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    at, count = 0, 0
+    for row in iter_tfrecord(path):
+        length = int.from_bytes(data[at:at + 8], "little")
+        expected = protobuf_columns(data[at + 12:at + 12 + length])
+        at += 12 + length + 4
+        assert row.keys() == expected.keys() == rows[count].keys()
+        for name in row:
+            assert row[name].dtype == expected[name].dtype
+            np.testing.assert_array_equal(row[name], expected[name])
+            np.testing.assert_array_equal(row[name], rows[count][name])
+        count += 1
+    assert count == 20
+
+
+def test_decoder_reads_packed_and_unpacked_lists_as_protobuf_does():
+    example = example_pb2.Example()
+    example.features.feature["ids"].int64_list.value.extend([3, -5, 7])
+    example.features.feature["w"].float_list.value.extend([0.5, -1.25])
+    payload = example.SerializeToString()  # packed lists, as protobuf writes them
+    for name, values in _parse_example(payload).items():
+        np.testing.assert_array_equal(values, protobuf_columns(payload)[name])
+    # an unpacked int64 list: field 1, varint wire type, one value at a time
+    feature = b"\x1a\x04" + b"\x08\x03\x08\x05"  # Feature.int64_list = Int64List{value: 3, value: 5}
+    entry = b"\x0a\x01x" + b"\x12" + bytes([len(feature)]) + feature
+    features = b"\x0a" + bytes([len(entry)]) + entry
+    payload = b"\x0a" + bytes([len(features)]) + features
+    np.testing.assert_array_equal(_parse_example(payload)["x"], protobuf_columns(payload)["x"])
+
+
+@pytest.mark.parametrize("payload", [b"\x0a\x05\x0a\x03", b"\xff" * 12, b"\x0b\x00", b"\x0a\x02\x12\x00",
+                                     b"hello, world"])
+def test_decoder_refuses_what_is_not_an_example(payload):
+    with pytest.raises(Exception):
+        _parse_example(payload)

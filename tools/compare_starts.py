@@ -157,7 +157,8 @@ def compare(argv: list[str]) -> dict:
     input_format = split_format(args.splits_dir)
     sets = labeled_sets(args.splits_dir)
     batch_size = load_run_config(args.config).batch_size
-    latest_checkpoint(args.pretrained_checkpoint)  # fails now, not after the first runs, if there is none
+    # resolved once: every pretrained run starts from this file, and a missing one fails before the first run
+    args.pretrained_checkpoint = latest_checkpoint(args.pretrained_checkpoint)
     staging = start_output(args.output_dir, args.overwrite)
     try:
         result = run_all(args, input_format, sets, batch_size, staging)
@@ -192,7 +193,7 @@ def run_all(args: argparse.Namespace, input_format: str, sets: dict[tuple[int, i
     summary = summarise(runs)
     test_size = sum(1 for line in open(test_file, encoding="utf-8") if line.strip())
     result = {"task": task, "metric": metric, "test_examples": test_size, "config": str(args.config),
-              "pretrained_checkpoint": str(latest_checkpoint(args.pretrained_checkpoint)), "runs": runs,
+              "pretrained_checkpoint": str(args.pretrained_checkpoint), "runs": runs,
               "summary": summary}
     (output / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
     (output / "compare.txt").write_text(format_table(summary, metric) + "\n")

@@ -14,7 +14,9 @@ import argparse
 import numpy as np
 
 from src.cli import ArgumentParser, check_minimums
-from src.finetune import add_common_flags, check_eval_records, finetune, predict, prepare, run_entry, write_eval_result
+from src.finetune import (add_common_flags, check_eval_records, describe_run, finetune, predict, prepare, run_entry,
+                          write_eval_result)
+from src.finetune_data import load_label2id
 from src.finetune_models import BertClassifierWithLoss, BertForSequenceClassification
 from src.metrics import ASSESSMENT_METHODS, classification_score
 from src.run_dir import latest_checkpoint
@@ -27,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_common_flags(parser, "finetune.yaml")
     parser.add_argument("--assessment_method", choices=ASSESSMENT_METHODS, default="accuracy")
     parser.add_argument("--num_class", type=int, default=2, help="number of classes; 1 for a regression")
+    parser.add_argument("--vocab_file_path", default="",
+                        help="vocab.txt the records were made with (default: from their task card), kept for predict.py")
+    parser.add_argument("--label2id_file_path", default="",
+                        help="label2id the records were made with (default: from their task card), kept for predict.py")
     return parser.parse_args(argv)
 
 
@@ -38,8 +44,12 @@ def run(args: argparse.Namespace) -> dict | None:
     if args.do_eval:
         check_eval_records(args, bert_config, args.num_class if args.num_class > 1 else None)
     if args.do_train:
-        checkpoint = finetune(args, run_config, BertClassifierWithLoss(bert_config, args.num_class, run_config.classifier_pooling), PREFIX,
-                              args.num_class if args.num_class > 1 else None, float_columns)
+        label2id = load_label2id(args.label2id_file_path) if args.label2id_file_path else None
+        description = describe_run(args, "classification", args.num_class, label2id,
+                                   classifier_pooling=run_config.classifier_pooling)
+        checkpoint = finetune(args, run_config,
+                              BertClassifierWithLoss(bert_config, args.num_class, run_config.classifier_pooling),
+                              PREFIX, args.num_class if args.num_class > 1 else None, description, float_columns)
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None

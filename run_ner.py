@@ -18,7 +18,8 @@ from pathlib import Path
 from src.config import str2bool
 from src.crf import backtrack
 from src.cli import ArgumentParser
-from src.finetune import add_common_flags, check_eval_records, finetune, predict, prepare, run_entry, write_eval_result
+from src.finetune import (add_common_flags, check_eval_records, describe_run, finetune, predict, prepare, run_entry,
+                          write_eval_result)
 from src.finetune_data import load_label2id
 from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
 from src.metrics import entity_scores, entity_spans
@@ -99,8 +100,9 @@ def run(args: argparse.Namespace) -> dict | None:
                 raise ValueError("--eval_json_path is required with --assessment_method clue_benchmark")
             clue_texts = read_clue_texts(args.eval_json_path)
     if args.do_train:
+        description = describe_run(args, "ner", num_class, label2id, use_crf=args.use_crf)
         checkpoint = finetune(args, run_config, BertTaggerWithLoss(bert_config, num_class, args.use_crf), PREFIX,
-                              num_class)
+                              num_class, description)
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None

@@ -24,7 +24,7 @@ from src.checkpoint import load_checkpoint_into
 from src.config import str2bool
 from src.dataset import SQUAD_TRAIN_COLUMNS
 from src.cli import ArgumentParser
-from src.finetune import add_common_flags, finetune, prepare, run_entry, write_eval_result
+from src.finetune import add_common_flags, describe_run, finetune, prepare, run_entry, write_eval_result
 from src.finetune_models import BertForQuestionAnswering, BertSquadWithLoss
 from src.squad import (SquadExample, check_prediction_settings, check_window_settings, convert_examples_to_features,
                        read_squad_examples, squad_evaluate, squad_evaluate_v2, write_predictions)
@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> dict | None:
     eval_inputs = read_eval_inputs(args) if args.do_eval else None
     checkpoint = args.load_finetune_checkpoint_path
     if args.do_train:
-        checkpoint = finetune(args, run_config, BertSquadWithLoss(bert_config), PREFIX, None,
+        description = describe_run(args, "squad", 2, do_lower_case=args.do_lower_case,
+                                   max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                                   max_query_length=args.max_query_length)
+        checkpoint = finetune(args, run_config, BertSquadWithLoss(bert_config), PREFIX, None, description,
                               columns=SQUAD_TRAIN_COLUMNS)
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:

@@ -73,3 +73,21 @@ def backtrack(final_scores: np.ndarray, backpointers: np.ndarray, lengths: np.nd
             path.append(tag)
         paths.append(path[::-1])
     return paths
+
+
+def viterbi_decode(emissions: np.ndarray, length: int, transitions: np.ndarray, start_transitions: np.ndarray,
+                   end_transitions: np.ndarray) -> list[int]:
+    """The best tag path of one sequence's first `length` emissions [seq, tags], in numpy: the decoding of
+    CRF.viterbi + backtrack for a model whose tag scores come from an exported graph (predict.py)."""
+    score = start_transitions + emissions[0]
+    pointers = []
+    for position in range(1, int(length)):
+        candidates = score[:, None] + transitions  # [previous tag, tag]
+        pointers.append(candidates.argmax(0))
+        score = candidates.max(0) + emissions[position]
+    tag = int((score + end_transitions).argmax())
+    path = [tag]
+    for best_previous in reversed(pointers):
+        tag = int(best_previous[tag])
+        path.append(tag)
+    return path[::-1]

@@ -165,11 +165,20 @@ def create_record_dataset(data_dir: str | Path, batch_size: int, schema_file: st
     return dataset, batches_per_epoch
 
 
-def largest_label(path: str | Path, dataset_format: str = "tfrecord") -> int:
-    """The largest label id in task records (read in full: task files are small)."""
+def _column(path: str | Path, dataset_format: str, column: str) -> ds.Dataset:
     files = [str(f) for f in find_record_files(path, dataset_format)]
     if dataset_format == "mindrecord":
-        dataset = ds.MindDataset(files, columns_list=["label_ids"], shuffle=False)
-    else:
-        dataset = ds.TFRecordDataset(files, columns_list=["label_ids"], shuffle=False)
-    return int(max(row[0].max() for row in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)))
+        return ds.MindDataset(files, columns_list=[column], shuffle=False)
+    return ds.TFRecordDataset(files, columns_list=[column], shuffle=False)
+
+
+def largest_label(path: str | Path, dataset_format: str = "tfrecord") -> int:
+    """The largest label id in task records (read in full: task files are small)."""
+    rows = _column(path, dataset_format, "label_ids").create_tuple_iterator(num_epochs=1, output_numpy=True)
+    return int(max(row[0].max() for row in rows))
+
+
+def record_seq_length(path: str | Path, dataset_format: str = "tfrecord") -> int:
+    """The sequence length of task records (their input_ids column)."""
+    rows = _column(path, dataset_format, "input_ids").create_tuple_iterator(num_epochs=1, output_numpy=True)
+    return int(next(rows)[0].size)

@@ -1,4 +1,5 @@
-"""What run_classifier.py and run_ner.py share: seed flags, training from a pretrained checkpoint, prediction.
+"""What the finetuning scripts share: seed flags, training from a pretrained checkpoint, prediction, and the
+description of the model (src/task_card.py) written beside its checkpoints.
 
 Training goes through src/training.train (the same train-one-step cell, optimizer factory, logging and
 checkpoints as pretraining); the optimizer honours the config's weight decay and its LayerNorm/bias exclusion.
@@ -18,9 +19,10 @@ from mindspore import nn
 from src.checkpoint import load_checkpoint_into
 from src.cli import check_minimums, run_cli
 from src.config import BertConfig, RunConfig, load_bert_config, load_run_config, str2bool
-from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label
+from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label, record_seq_length
 from src.distributed import compute_type_for_device, setup_device
 from src.run_dir import latest_checkpoint
+from src.task_card import RunCard, TaskCard, read_records_card, records_card_path, vocab_digest
 from src.training import CheckpointPolicy, train
 
 TASK_HEADS = ("classifier.", "crf.", "qa_outputs.")  # parameters a pretraining checkpoint does not have
@@ -86,12 +88,60 @@ def check_eval_records(args: argparse.Namespace, bert_config: BertConfig, num_la
         check_labels(args.eval_data_file_path, args.dataset_format, num_labels)
 
 
+def describe_run(args: argparse.Namespace, task: str, num_class: int, label2id: dict[str, int] | None = None,
+                 **settings) -> tuple[TaskCard, Path | None]:
+    """The model's description for predict.py and export.py, and the vocab to copy beside the checkpoints:
+    from the training records' card (tools/convert_task_data.py) and the flags, checked against each other, so
+    a vocab or label file other than the records were made with fails before training.
+
+    settings: the head's (num_class is given; use_crf, classifier_pooling) and, where the records have no card,
+    the tokenizer's and windows' (do_lower_case, max_seq_length, doc_stride, max_query_length)."""
+    records = args.train_data_file_path
+    card = read_records_card(records)
+    source = records_card_path(records)
+    if card is not None and card.task != task:
+        raise ValueError(f"{records} holds {card.task} records ({source}): convert the data with "
+                         f"tools/convert_task_data.py --task {task}")
+    labels = tuple(sorted(label2id, key=label2id.get)) if label2id else ()
+    if card is not None and card.labels and labels and labels != card.labels:
+        raise ValueError(f"label2id file {args.label2id_file_path} gives the labels {', '.join(labels)} but "
+                         f"{records} was made with {', '.join(card.labels)} ({source}): pass the label2id file the "
+                         f"records were converted with")
+    labels = labels or (card.labels if card is not None else ())
+    if task == "classification" and num_class > 1:
+        if labels and len(labels) != num_class:
+            raise ValueError(f"--num_class {num_class} does not match the {len(labels)} labels {records} was made "
+                             f"with ({source}): pass --num_class {len(labels)}")
+        labels = labels or tuple(str(index) for index in range(num_class))
+    vocab = _run_vocab(args, card, source)
+    if card is None:
+        card = TaskCard(task=task, max_seq_length=settings.get("max_seq_length")
+                        or record_seq_length(records, args.dataset_format))
+    settings = {key: value for key, value in settings.items() if key in TaskCard.__dataclass_fields__}
+    return dataclasses.replace(card, labels=labels, num_class=num_class, vocab_file="", **settings), vocab
+
+
+def _run_vocab(args: argparse.Namespace, card: TaskCard | None, source: Path) -> Path | None:
+    flag = getattr(args, "vocab_file_path", "")
+    if flag:
+        if card is not None and card.vocab_sha256 and vocab_digest(flag) != card.vocab_sha256:
+            raise ValueError(f"vocab file {flag} is not the vocab {args.train_data_file_path} was made with "
+                             f"({card.vocab_file or 'see ' + str(source)}): pass that vocab")
+        return Path(flag)
+    if card is not None and Path(card.vocab_file).is_file() and vocab_digest(card.vocab_file) == card.vocab_sha256:
+        return Path(card.vocab_file)
+    print("note: the vocab the records were made with is unknown (no --vocab_file_path, and no task card beside "
+          "the records or its vocab has moved): predict.py will need --vocab_file_path", flush=True)
+    return None
+
+
 def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, prefix: str,
-             num_labels: int | None, float_columns: tuple[str, ...] = (),
+             num_labels: int | None, description: tuple[TaskCard, Path | None], float_columns: tuple[str, ...] = (),
              columns: tuple[str, ...] = TASK_COLUMNS) -> Path:
     """Train network (a ...WithLoss task cell) on the training records; returns the last checkpoint.
 
     num_labels: checked against the label ids of the records (None for a regression).
+    description: (card, vocab) from describe_run, written beside the checkpoints (src/task_card.RunCard).
     --load_finetune_checkpoint_path with training continues an interrupted run from that checkpoint (weights,
     optimizer state, step, learning-rate position), as run_pretrain.py does with --load_checkpoint_path."""
     if not args.train_data_file_path:
@@ -115,9 +165,11 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
                                             model=network.bert.config)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
                                    prefix=prefix, flag="--save_finetune_checkpoint_path")
+    card, vocab = description
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
                  Path(args.output_dir), checkpoints, args.load_finetune_checkpoint_path,
-                 data_source=f"--train_data_file_path {args.train_data_file_path}")
+                 data_source=f"--train_data_file_path {args.train_data_file_path}",
+                 describe=lambda directory, run: RunCard(directory, run).write(card, vocab, network.bert.config))
 
 
 def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, checkpoint: str | Path,

@@ -11,7 +11,7 @@ import json
 import math
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +29,8 @@ class SquadExample:
     start_position: int = -1  # word index of the first answer in doc_tokens (training)
     end_position: int = -1
     is_impossible: bool = False  # SQuAD v2.0 "is_impossible", or no answers given: no span to train on
+    word_offsets: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each doc token in context
+    context: str = ""
 
 
 @dataclass
@@ -49,6 +51,31 @@ def _is_whitespace(c: str) -> bool:
     return c in " \t\r\n" or ord(c) == 0x202F
 
 
+def split_context(context: str) -> tuple[list[str], list[tuple[int, int]], list[int]]:
+    """The white-space separated words of a context, each word's [start, end) in it, and each character's word."""
+    doc_tokens, word_offsets, char_to_word, previous_space = [], [], [], True
+    for index, c in enumerate(context):
+        if _is_whitespace(c):
+            previous_space = True
+        else:
+            if previous_space:
+                doc_tokens.append(c)
+                word_offsets.append((index, index + 1))
+            else:
+                doc_tokens[-1] += c
+                word_offsets[-1] = (word_offsets[-1][0], index + 1)
+            previous_space = False
+        char_to_word.append(len(doc_tokens) - 1)
+    return doc_tokens, word_offsets, char_to_word
+
+
+def question_on_text(qas_id: str, question: str, context: str) -> SquadExample:
+    """A question to answer from a raw context (predict.py): no gold answer."""
+    doc_tokens, word_offsets, _ = split_context(context)
+    return SquadExample(qas_id, question, doc_tokens, [], is_impossible=True, word_offsets=word_offsets,
+                        context=context)
+
+
 def read_squad_examples(path: str | Path) -> list[SquadExample]:
     """Every question of a SQuAD v1.1 or v2.0 json file; the first answer's answer_start must point at its text.
 
@@ -65,17 +92,7 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
     for article in data:
         for paragraph in article["paragraphs"]:
             context = paragraph["context"]
-            doc_tokens, char_to_word, previous_space = [], [], True
-            for c in context:
-                if _is_whitespace(c):
-                    previous_space = True
-                else:
-                    if previous_space:
-                        doc_tokens.append(c)
-                    else:
-                        doc_tokens[-1] += c
-                    previous_space = False
-                char_to_word.append(len(doc_tokens) - 1)
+            doc_tokens, word_offsets, char_to_word = split_context(context)
             for qa in paragraph["qas"]:
                 answers = qa.get("answers") or []
                 is_impossible = bool(qa.get("is_impossible", False)) or not answers
@@ -88,7 +105,8 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
                                          f"fix answer_start")
                     start, end = char_to_word[offset], char_to_word[offset + len(text) - 1]
                 examples.append(SquadExample(qa["id"], qa["question"], doc_tokens,
-                                             [a["text"] for a in answers], start, end, is_impossible))
+                                             [a["text"] for a in answers], start, end, is_impossible, word_offsets,
+                                             context))
     if not examples:
         raise ValueError(f"SQuAD file {path} holds no questions")
     return examples
@@ -229,15 +247,23 @@ def _best_indexes(logits: np.ndarray, n_best_size: int) -> list[int]:
 
 
 def get_final_text(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> str:
-    """Project the normalized predicted text back onto the original span (its case, accents, punctuation).
+    """Project the normalized predicted text back onto the original span (its case, accents, punctuation)."""
+    start, end = final_text_span(pred_text, orig_text, tokenizer)
+    return orig_text[start:end]
 
-    As Google's: strip spaces from both the original and its basic tokenization, align them character by
-    character, and cut the original where the prediction starts and ends; on failure, return orig_text.
+
+def final_text_span(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> tuple[int, int]:
+    """[start, end) of get_final_text's answer in orig_text.
+
+    As Google's get_final_text: strip spaces from both the original and its basic tokenization, align them
+    character by character, and cut the original where the prediction starts and ends; on failure, all of
+    orig_text.
     """
+    whole = (0, len(orig_text))
     tok_text = " ".join(tokenizer.basic_tokenize(orig_text))
     start = tok_text.find(pred_text)
     if start == -1:
-        return orig_text
+        return whole
     end = start + len(pred_text) - 1
 
     def strip_spaces(text: str) -> tuple[str, dict[int, int]]:
@@ -251,19 +277,41 @@ def get_final_text(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> 
     orig_ns, orig_map = strip_spaces(orig_text)
     tok_ns, tok_map = strip_spaces(tok_text)
     if len(orig_ns) != len(tok_ns):
-        return orig_text
+        return whole
     tok_to_ns = {tok_index: ns_index for ns_index, tok_index in tok_map.items()}
     if start not in tok_to_ns or end not in tok_to_ns:
-        return orig_text
-    return orig_text[orig_map[tok_to_ns[start]]:orig_map[tok_to_ns[end]] + 1]
+        return whole
+    return orig_map[tok_to_ns[start]], orig_map[tok_to_ns[end]] + 1
 
 
 def write_predictions(examples: Sequence[SquadExample], features: Sequence[SquadFeature],
                       results: dict[int, tuple[np.ndarray, np.ndarray]], tokenizer: FullTokenizer,
                       n_best_size: int = 20, max_answer_length: int = 30, output_dir: str | Path | None = None,
                       version_2_with_negative: bool = False, null_score_diff_threshold: float = 0.0) -> dict[str, str]:
-    """Best answer text per question from start/end logits of every window (results by unique_id); with
-    output_dir, also writes predictions.json and nbest_predictions.json.
+    """Best answer text per question (best_answers); with output_dir, also writes predictions.json,
+    nbest_predictions.json and, for v2.0, null_odds.json."""
+    predictions, nbest_json, null_odds = best_answers(examples, features, results, tokenizer, n_best_size,
+                                                      max_answer_length, version_2_with_negative,
+                                                      null_score_diff_threshold)
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        nbest_json = {qas_id: [{key: value for key, value in entry.items() if key != "char_span"} for entry in nbest]
+                      for qas_id, nbest in nbest_json.items()}
+        (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
+        (output_dir / "nbest_predictions.json").write_text(json.dumps(nbest_json, indent=2, ensure_ascii=False) + "\n")
+        if version_2_with_negative:
+            (output_dir / "null_odds.json").write_text(json.dumps(null_odds, indent=2) + "\n")
+    return predictions
+
+
+def best_answers(examples: Sequence[SquadExample], features: Sequence[SquadFeature],
+                 results: dict[int, tuple[np.ndarray, np.ndarray]], tokenizer: FullTokenizer, n_best_size: int = 20,
+                 max_answer_length: int = 30, version_2_with_negative: bool = False,
+                 null_score_diff_threshold: float = 0.0) -> tuple[dict[str, str], dict[str, list[dict]], dict[str, float]]:
+    """Best answer text per question from start/end logits of every window (results by unique_id), the n-best
+    list of each (text, logits, probability; "char_span": [start, end) of the text in the context, None for the
+    null answer or an example read without offsets) and, for v2.0, each question's null-score difference.
 
     version_2_with_negative (Google's SQuAD v2.0 rule): the null score of a question is start_logit[0] +
     end_logit[0] of its window where that sum is smallest; "" joins the n-best with it, and the question is
@@ -298,21 +346,23 @@ def write_predictions(examples: Sequence[SquadExample], features: Sequence[Squad
         for _, start_logit, end_logit, feature, start, end in candidates:
             if len(nbest) >= n_best_size:
                 break
-            final = ""
+            final, char_span = "", None
             if feature is not None:
                 pieces = " ".join(feature.tokens[start:end + 1]).replace(" ##", "").replace("##", "")
                 pred_text = " ".join(pieces.strip().split())
-                orig_text = " ".join(
-                    example.doc_tokens[feature.token_to_orig_map[start]:feature.token_to_orig_map[end] + 1])
-                final = get_final_text(pred_text, orig_text, tokenizer)
+                first_word, last_word = feature.token_to_orig_map[start], feature.token_to_orig_map[end]
+                orig_text = " ".join(example.doc_tokens[first_word:last_word + 1])
+                text_start, text_end = final_text_span(pred_text, orig_text, tokenizer)
+                final = orig_text[text_start:text_end]
                 if final in seen:
                     continue
+                char_span = _context_span(example, first_word, text_start, text_end)
             seen.add(final)
-            nbest.append({"text": final, "start_logit": start_logit, "end_logit": end_logit})
+            nbest.append({"text": final, "start_logit": start_logit, "end_logit": end_logit, "char_span": char_span})
         if version_2_with_negative and "" not in seen:
-            nbest.append({"text": "", "start_logit": null_start_logit, "end_logit": null_end_logit})
+            nbest.append({"text": "", "start_logit": null_start_logit, "end_logit": null_end_logit, "char_span": None})
         if not any(entry["text"] for entry in nbest):
-            nbest.append({"text": "empty", "start_logit": 0.0, "end_logit": 0.0})
+            nbest.append({"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "char_span": None})
         scores = np.array([n["start_logit"] + n["end_logit"] for n in nbest])
         probabilities = np.exp(scores - scores.max())
         probabilities /= probabilities.sum()
@@ -326,14 +376,23 @@ def write_predictions(examples: Sequence[SquadExample], features: Sequence[Squad
         else:
             predictions[example.qas_id] = nbest[0]["text"]
         nbest_json[example.qas_id] = nbest
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
-        (output_dir / "nbest_predictions.json").write_text(json.dumps(nbest_json, indent=2, ensure_ascii=False) + "\n")
-        if version_2_with_negative:
-            (output_dir / "null_odds.json").write_text(json.dumps(null_odds, indent=2) + "\n")
-    return predictions
+    return predictions, nbest_json, null_odds
+
+
+def _context_span(example: SquadExample, first_word: int, text_start: int, text_end: int) -> tuple[int, int] | None:
+    """[start, end) in the context of the answer that starts text_start characters into the words from
+    first_word joined by single spaces (get_final_text's orig_text)."""
+    if not example.word_offsets:
+        return None
+
+    def context_offset(offset: int, closing: bool) -> int:
+        word = first_word
+        while offset > len(example.doc_tokens[word]) or (not closing and offset == len(example.doc_tokens[word])):
+            offset -= len(example.doc_tokens[word]) + 1
+            word += 1
+        return example.word_offsets[word][0] + offset
+
+    return context_offset(text_start, False), context_offset(text_end, True)
 
 
 # The official SQuAD v1.1 evaluation (evaluate-v1.1.py).

@@ -77,13 +77,16 @@ class CheckpointPolicy:
 def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, int], object], steps_per_epoch: int,
           total_steps: int, output_dir: Path, checkpoints: CheckpointPolicy | None, resume_from: str | Path = "",
           accumulation_steps: int = 1, loss_scaling: bool = True, data_sink: bool = False, sink_steps: int = 1,
-          devices: int = 1, data_source: str = "") -> Path | None:
+          devices: int = 1, data_source: str = "",
+          describe: Callable[[Path, str], None] | None = None) -> Path | None:
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
     resume_from: a checkpoint, or a directory of them (the one written last: src/run_dir.latest_checkpoint).
     The run locks its directories and writes only its own files (src/run_dir.py).
     data_source: the data's path, named when reading it fails mid-run.
+    describe(checkpoint_dir, checkpoint_prefix): writes what goes beside the run's checkpoints, before training
+    (finetuning: src/task_card.py).
     """
     if not 0 < total_steps:
         raise ValueError(f"the run has {total_steps} steps to train: pass --train_steps / --epoch_size of at least 1")
@@ -96,6 +99,8 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
     locks = lock_directories(checkpoint_dir, output_dir)
     try:
         files = plan_run_files(checkpoint_dir, prefix, output_dir, resume_path)
+        if describe is not None and checkpoint_dir is not None:
+            describe(checkpoint_dir, files.checkpoint_prefix)
         optimizer = create_optimizer(run_config.optimizer,
                                      run_config.optimizer_settings(total_steps // accumulation_steps),
                                      network.trainable_params(), decay_steps=max(total_steps // accumulation_steps, 1))

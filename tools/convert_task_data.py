@@ -19,7 +19,8 @@ Formats: classification clue_json | glue_tsv | label_text; NER cluener_json | bi
 (src/finetune_data.py); SQuAD v1.1 / v2.0 json (src/squad.py). With --create_label2id true and no label2id file yet,
 the labels found in this file are written to it (NER: "O" first); convert the evaluation file with the same label2id
 file. --regression true keeps the label as a float (STS-B) and needs no label2id. The schema json is written beside
-the records as {output_file}.schema.json.
+the records as {output_file}.schema.json, and {output_file}.task.json (src/task_card.py: task, labels in id order,
+vocab and tokenizer settings), which finetuning checks its flags against and copies beside its checkpoints.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classificati
                                label_id, load_label2id, read_classification, read_ner, tagging_features)
 from src.records import write_records, write_schema  # noqa: E402
 from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
+from src.task_card import TaskCard, vocab_digest, write_records_card  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
@@ -75,6 +77,8 @@ def labels_for(args: argparse.Namespace, found: list[str]) -> dict[str, int]:
 
 def convert(args: argparse.Namespace) -> int:
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
+    labels_in_order: tuple[str, ...] = ()
+    token_unit = "character"
     if args.task == "classification":
         if args.input_format not in CLASSIFICATION_FORMATS:
             raise SystemExit(f"--input_format {args.input_format} is not a classification format; classification takes "
@@ -85,6 +89,7 @@ def convert(args: argparse.Namespace) -> int:
         else:
             label2id = labels_for(args, [e.label for e in examples])
             labels = [label_id(label2id, e.label, e.source, args.label2id_file) for e in examples]
+            labels_in_order = tuple(sorted(label2id, key=label2id.get))
         rows = [classification_features(e, tokenizer, label, args.max_seq_length)
                 for e, label in zip(examples, labels)]
     elif args.task == "squad":
@@ -98,12 +103,18 @@ def convert(args: argparse.Namespace) -> int:
                              f"{', '.join(NER_FORMATS)}")
         examples = read_ner(args.input_file, args.input_format)
         label2id = labels_for(args, [tag for e in examples for tag in e.tags] + ["O"])
+        labels_in_order = tuple(sorted(label2id, key=label2id.get))
+        token_unit = "character" if all(len(token) == 1 for e in examples for token in e.tokens) else "word"
         rows = [tagging_features(e, tokenizer, label2id, args.max_seq_length, args.label2id_file) for e in examples]
     output = Path(args.output_file)
     output.parent.mkdir(parents=True, exist_ok=True)
     count = write_records(rows, output, args.dataset_format)
     if args.dataset_format == "tfrecord":
         write_schema(rows[0], count, f"{output}.schema.json")
+    write_records_card(output, TaskCard(
+        task=args.task, max_seq_length=args.max_seq_length, do_lower_case=args.do_lower_case, labels=labels_in_order,
+        token_unit=token_unit, doc_stride=args.doc_stride, max_query_length=args.max_query_length,
+        vocab_sha256=vocab_digest(args.vocab_file), vocab_file=str(Path(args.vocab_file).resolve())))
     return count
 
 

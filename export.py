@@ -1,0 +1,152 @@
+"""Export a finetuned (or pretrained) checkpoint to MindIR or ONNX for serving, flags as the model zoo's export.py.
+
+    python export.py --ckpt_file ner_ckpt/ --file_name ner --file_format MINDIR            # ner.mindir
+    python export.py --ckpt_file ner_ckpt/ --file_name ner --file_format ONNX --batch_size 8
+    python export.py --ckpt_file pretrain_ckpt/ --bert_network base --file_name bert --file_format MINDIR
+
+The graph takes input_ids, input_mask, segment_ids (int32 [batch, max_seq_length]) and returns the task's scores:
+classification logits, NER tag scores (a CRF decodes them on the host: predict.py), SQuAD start and end
+logits; a checkpoint without a finetuning description (run_pretrain.py's) exports the encoder: sequence output
+and pooled output. --batch_size 0 exports MindIR with a dynamic batch size; MindSpore writes ONNX with fixed
+shapes only. ONNX export computes GELU's erf by a polynomial (MindSpore's ONNX exporter has no Erf; error under
+1.5e-7). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs compared with
+the checkpoint's graph; the largest difference is printed, and more than 1e-4 fails the export.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+
+from src.bert_model import BertModel
+from src.checkpoint import load_checkpoint_into
+from src.cli import ArgumentParser, run_cli
+from src.config import BertConfig, load_bert_config, str2bool
+from src.distributed import compute_type_for_device, setup_device
+from src.inference import MindIRBackend, OnnxBackend, make_onnx_exportable, task_network
+from src.run_dir import CHECKPOINT_NAME, latest_checkpoint
+from src.task_card import run_card_of
+
+PREFIXES = ("classifier", "ner", "squad", "checkpoint_bert")
+TOLERANCE = 1e-4
+
+
+class Encoder(nn.Cell):
+    """BertModel with the task graphs' input order: (input_ids, input_mask, segment_ids)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.bert = BertModel(config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+    def construct(self, input_ids, input_mask, segment_ids):
+        return self.bert(input_ids, segment_ids, input_mask)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt_file", "--export_ckpt_file", dest="ckpt_file", required=True,
+                        help="a checkpoint, or the directory a finetuning or pretraining run saved into")
+    parser.add_argument("--file_name", "--export_file_name", dest="file_name", required=True,
+                        help="output path without extension (.mindir / .onnx is added)")
+    parser.add_argument("--file_format", choices=("MINDIR", "ONNX"), default="MINDIR")
+    parser.add_argument("--batch_size", type=int, default=1, help="0: dynamic batch size (MINDIR only)")
+    parser.add_argument("--bert_network", default="",
+                        help="model preset or YAML, for a checkpoint without a finetuning description (pretrained)")
+    parser.add_argument("--max_seq_length", type=int, default=0,
+                        help="default: the finetuning run's; 128 for a pretrained checkpoint")
+    parser.add_argument("--overwrite", type=str2bool, default=False, help="replace an existing output file")
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None)
+    parser.add_argument("--device_id", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def find_checkpoint(path: str) -> Path:
+    """A file as given; for a directory, the newest checkpoint of any finetuning or pretraining run in it."""
+    if not Path(path).is_dir():
+        return latest_checkpoint(path)
+    found = [p for p in Path(path).glob("*.ckpt") if (m := CHECKPOINT_NAME.match(p.name))
+             and m["prefix"].rstrip("_0123456789").rstrip("_") in PREFIXES]
+    if not found:
+        raise FileNotFoundError(f"--ckpt_file {path} holds no checkpoint of a finetuning or pretraining run: pass "
+                                f"a .ckpt file")
+    return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+
+def build_graph(args: argparse.Namespace, checkpoint: Path) -> tuple[nn.Cell, int, str]:
+    """The graph to export with the checkpoint's weights, its sequence length, and what it is (for the log)."""
+    description = run_card_of(checkpoint) if CHECKPOINT_NAME.match(checkpoint.name) else None
+    if description is not None and description.card_file.is_file():
+        card, _, config = description.read()
+        network, seq_length, what = task_network(card, compute_type_for_device(config)), card.max_seq_length, card.task
+    else:
+        if not args.bert_network:
+            raise ValueError(f"checkpoint {checkpoint} has no finetuning description beside it (a pretrained "
+                             f"checkpoint?): pass --bert_network, the model preset or YAML it was trained with")
+        network = Encoder(compute_type_for_device(load_bert_config(args.bert_network)))
+        seq_length, what = args.max_seq_length or 128, "encoder"
+    load_checkpoint_into(network, checkpoint)
+    network.set_train(False)
+    return network, args.max_seq_length or seq_length, what
+
+
+def sample_inputs(batch: int, seq_length: int, vocab_size: int) -> list[np.ndarray]:
+    """Inputs for the check after export: token ids over the vocab, the second half of odd rows padded."""
+    rng = np.random.default_rng(0)
+    input_ids = rng.integers(5, vocab_size, (batch, seq_length)).astype(np.int32)
+    input_mask = np.ones((batch, seq_length), np.int32)
+    input_mask[1::2, seq_length // 2:] = 0
+    segment_ids = np.zeros((batch, seq_length), np.int32)
+    segment_ids[:, seq_length // 3:] = 1
+    return [input_ids * input_mask, input_mask, segment_ids * input_mask]
+
+
+def export(args: argparse.Namespace) -> dict:
+    if args.batch_size < 0 or (args.batch_size == 0 and args.file_format == "ONNX"):
+        raise ValueError(f"--batch_size {args.batch_size}: pass a batch size of at least 1"
+                         + (" (MindSpore exports ONNX with fixed shapes)" if args.file_format == "ONNX" else
+                            ", or 0 for a dynamic batch size"))
+    target = Path(f"{args.file_name}.{args.file_format.lower()}")
+    if target.exists() and not args.overwrite:
+        raise ValueError(f"{target} exists: pass --overwrite true to replace it, or another --file_name")
+    checkpoint = find_checkpoint(args.ckpt_file)
+    setup_device(args.device_target, args.device_id)
+    network, seq_length, what = build_graph(args, checkpoint)
+    vocab_size = network.bert.config.vocab_size
+    check_inputs = sample_inputs(args.batch_size or 2, seq_length, vocab_size)
+    expected = [o.asnumpy() for o in _as_tuple(network(*(Tensor(a) for a in check_inputs)))]
+    if args.file_format == "ONNX":
+        make_onnx_exportable(network)
+    spec = Tensor(shape=[args.batch_size or None, seq_length], dtype=ms.int32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial")
+    written = Path(f"{partial}.{args.file_format.lower()}")
+    try:
+        ms.export(network, spec, spec, spec, file_name=str(partial), file_format=args.file_format)
+        backend = MindIRBackend(written) if args.file_format == "MINDIR" else OnnxBackend(written)
+        difference = max(float(np.abs(got - want).max()) for got, want in zip(backend(*check_inputs), expected))
+        if not difference <= TOLERANCE:
+            raise ValueError(f"the exported {args.file_format} graph differs from the checkpoint's by {difference:.2e} "
+                             f"(more than {TOLERANCE}): not written; report this with --debug output")
+        os.replace(written, target)
+    finally:
+        written.unlink(missing_ok=True)
+    batch = args.batch_size or "dynamic"
+    print(f"wrote {target}: the {what} graph of {checkpoint.name}, inputs [{batch}, {seq_length}]; loaded back, its "
+          f"outputs differ from the checkpoint's by at most {difference:.1e}", flush=True)
+    return {"file": str(target), "max_difference": difference, "task": what}
+
+
+def _as_tuple(outputs):
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_cli("export.py", lambda arguments: export(parse_args(arguments)), argv)
+
+
+if __name__ == "__main__":
+    main()

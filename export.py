@@ -8,8 +8,8 @@ The graph takes input_ids, input_mask, segment_ids (int32 [batch, max_seq_length
 classification logits, NER tag scores (a CRF decodes them on the host: predict.py), SQuAD start and end
 logits; a checkpoint without a finetuning description (run_pretrain.py's) exports the encoder: sequence output
 and pooled output. --batch_size 0 exports MindIR with a dynamic batch size; MindSpore writes ONNX with fixed
-shapes only. ONNX export computes GELU's erf by a polynomial (MindSpore's ONNX exporter has no Erf; error under
-1.5e-7). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs compared with
+shapes only. ONNX export computes GELU's erf by a polynomial (MindSpore's ONNX exporter has no Erf; error
+1.5e-6 in float32). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs compared with
 the checkpoint's graph; the largest difference is printed, and more than 1e-4 fails the export.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Test set-up: the repository root on sys.path, MindSpore in graph mode on CPU (what CI has), and the real
 corpora the repository ships turned into text, vocabularies and records once per session."""
+import json
 import random
 import sys
 from pathlib import Path
@@ -64,6 +65,178 @@ def wiki_records(wiki_text_dir, wiki_vocab, tmp_path_factory) -> Path:
                                   "--max_predictions_per_seq", "10", "--dupe_factor", "1", "--processes", "1",
                                   "--docs_per_shard", "6"])
     return output
+
+
+# Finetuning on the shipped Chinese data: the records and the finetuned tiny models that several test files use.
+
+TINY = str(ROOT / "configs" / "finetune_tiny.yaml")
+
+
+def convert(*flags):
+    from tools import convert_task_data
+    convert_task_data.main(list(flags))
+
+
+def model_yaml(tmp_path, vocab_size, seq_length, **overrides):
+    from src.config import load_bert_config, save_bert_config
+    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length, **overrides),
+                            tmp_path / "model.yaml")
+
+
+@pytest.fixture(scope="session")
+def sentiment(tmp_path_factory):
+    """The shipped Chinese reviews: 2,000 for training, 400 held out; a WordPiece vocab of the training text."""
+    directory = tmp_path_factory.mktemp("sentiment")
+    lines = (DATA / "sentiment_zh_2400.txt").read_text(encoding="utf-8").splitlines()
+    (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
+    (directory / "dev.txt").write_text("\n".join(lines[2000:]) + "\n", encoding="utf-8")
+    (directory / "text.txt").write_text("\n".join(line.split("\t")[1] for line in lines[:2000]), encoding="utf-8")
+    from src.tokenization import train_vocab
+    return directory, train_vocab([directory / "text.txt"], directory, vocab_size=4000)
+
+
+def classify(tmp_path, num_class, method, epochs="4"):
+    import run_classifier
+    return run_classifier.main([
+        "--do_train", "true", "--do_eval", "true", "--epoch_num", epochs, "--num_class", str(num_class),
+        "--assessment_method", method, "--device_target", "CPU",
+        "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_data_file_path", str(tmp_path / "dev.tfrecord"),
+        "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
+        "--bert_network", str(model_yaml(tmp_path, 4000, 64)), "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
+        "--output_dir", str(tmp_path)])
+
+
+@pytest.fixture(scope="session")
+def sentiment_classifier(tmp_path_factory, sentiment):
+    """The reviews as records, and a tiny classifier finetuned on them (4 epochs) and evaluated on the 400."""
+    tmp_path = tmp_path_factory.mktemp("classifier")
+    directory, vocab = sentiment
+    for split in ("train", "dev"):
+        convert("--task", "classification", "--input_format", "label_text", "--input_file", str(directory / f"{split}.txt"),
+                "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
+                "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true",
+                "--max_seq_length", "64")
+    return tmp_path, classify(tmp_path, 2, "accuracy")
+
+
+NER_SEQ = 64
+
+
+@pytest.fixture(scope="session")
+def peoples_daily_ner(tmp_path_factory, chinese_vocab):
+    """People's Daily lines 1-2000 for training, 2001-2500 held out, as NER records of 64 tokens (a line is cut
+    after 62 characters; half the cost of 128); and the held-out part in CLUENER json, to check the submission
+    output."""
+    from src.finetune_data import peoples_daily_bio
+    from src.metrics import entity_spans
+    directory = tmp_path_factory.mktemp("ner")
+    lines = (DATA / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()
+    (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
+    (directory / "dev.txt").write_text("\n".join(lines[2000:]) + "\n", encoding="utf-8")
+    with open(directory / "dev.json", "w", encoding="utf-8") as handle:
+        for line in lines[2000:]:
+            characters, tags = peoples_daily_bio(line)
+            if not characters:
+                continue
+            text, label = "".join(characters), {}
+            for entity_type, start, end in sorted(entity_spans(tags), key=lambda s: s[1]):
+                label.setdefault(entity_type, {}).setdefault(text[start:end + 1], []).append([start, end])
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+    for split, source, file_format in (("train", "train.txt", "peoples_daily"), ("dev", "dev.txt", "peoples_daily"),
+                                       ("dev_json", "dev.json", "cluener_json")):
+        convert("--task", "ner", "--input_format", file_format, "--input_file", str(directory / source),
+                "--output_file", str(directory / f"{split}.tfrecord"), "--vocab_file", str(chinese_vocab),
+                "--label2id_file", str(directory / "labels.json"), "--create_label2id", "true",
+                "--max_seq_length", str(NER_SEQ))
+    return directory, model_yaml(directory, sum(1 for _ in open(chinese_vocab, encoding="utf-8")), NER_SEQ)
+
+
+def ner(directory, model, *flags):
+    import run_ner
+    return run_ner.main(["--device_target", "CPU", "--label2id_file_path", str(directory / "labels.json"),
+                         "--train_data_file_path", str(directory / "train.tfrecord"),
+                         "--eval_data_file_path", str(directory / "dev.tfrecord"), "--config", TINY,
+                         "--bert_network", str(model), *flags])
+
+
+@pytest.fixture(scope="session")
+def crf_tagger(tmp_path_factory, peoples_daily_ner):
+    """One 3-epoch CRF run that keeps its checkpoint of every epoch, evaluated on the held-out sentences; and the
+    CLUENER submission of its last checkpoint for the same sentences in CLUENER json (run_ner.py's
+    clue_benchmark). Returns the checkpoint directory, the scores, and the submission's directory and scores."""
+    import src.finetune
+    directory, model = peoples_daily_ner
+    tmp_path = tmp_path_factory.mktemp("crf")
+    policy = src.finetune.CheckpointPolicy
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
+        scores = ner(directory, model, "--do_train", "true", "--do_eval", "true", "--use_crf", "true",
+                     "--epoch_num", "3", "--save_finetune_checkpoint_path", str(tmp_path / "e3"),
+                     "--output_dir", str(tmp_path / "e3"))
+    clue = ner(directory, model, "--do_train", "false", "--do_eval", "true", "--use_crf", "true",
+               "--eval_data_file_path", str(directory / "dev_json.tfrecord"), "--load_finetune_checkpoint_path",
+               str(tmp_path / "e3"), "--assessment_method", "clue_benchmark", "--eval_json_path",
+               str(directory / "dev.json"), "--output_dir", str(tmp_path / "clue"))
+    return tmp_path / "e3", scores, tmp_path / "clue", clue
+
+
+def build_squad_file(wiki_text_dir, path, questions, max_words, seed=0):
+    """Questions on real paragraphs: the answer is a run of 1-3 words of the paragraph (punctuation and case
+    as written); the question quotes the words around it."""
+    import re
+
+    from src.corpus import read_documents
+    rng = random.Random(seed)
+    paragraphs = []
+    for text_file in sorted(wiki_text_dir.glob("*.txt")):
+        for document in read_documents(text_file):
+            context = " ".join(" ".join(document).split()[:max_words])
+            if len(context.split()) >= 40:
+                paragraphs.append(context)
+    data, count = [], 0
+    for index, context in enumerate(paragraphs[:questions]):
+        words = list(re.finditer(r"\S+", context))
+        first = rng.randrange(3, len(words) - 6)
+        last = first + rng.randrange(0, 3)
+        answer = context[words[first].start():words[last].end()]
+        before = " ".join(w.group() for w in words[first - 3:first])
+        after = " ".join(w.group() for w in words[last + 1:last + 4])
+        question = f"What comes between '{before}' and '{after}'?"
+        data.append({"title": f"p{index}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{index}", "question": question, "answers": [{"text": answer,
+                                                                    "answer_start": words[first].start()}]}]}]})
+        count += 1
+    path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+    return count
+
+
+@pytest.fixture(scope="session")
+def squad_model(tmp_path_factory, wiki_text_dir, wiki_vocab):
+    """16 questions on Wikipedia paragraphs, a tiny model finetuned on them 40 epochs and evaluated on them."""
+    import yaml
+
+    import run_squad
+    from src.config import load_bert_config, save_bert_config
+    from tools import convert_task_data
+    tmp_path = tmp_path_factory.mktemp("squad")
+    path = tmp_path / "squad.json"
+    build_squad_file(wiki_text_dir, path, questions=16, max_words=60)
+    convert_task_data.main(["--task", "squad", "--input_file", str(path), "--output_file",
+                            str(tmp_path / "train.tfrecord"), "--vocab_file", str(wiki_vocab),
+                            "--max_seq_length", "128", "--doc_stride", "64", "--max_query_length", "32"])
+    config = yaml.safe_load((ROOT / "configs" / "finetune_tiny.yaml").read_text())
+    config.update(batch_size=4, optimizers={"Lamb": {**config["optimizers"]["Lamb"], "learning_rate": 1e-2}})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    model = save_bert_config(load_bert_config("tiny", vocab_size=4000, hidden_dropout_prob=0.0,
+                                              attention_probs_dropout_prob=0.0), tmp_path / "model.yaml")
+    scores = run_squad.main(["--do_train", "true", "--do_eval", "true", "--epoch_num", "40", "--device_target", "CPU",
+                             "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_json_path", str(path),
+                             "--vocab_file_path", str(wiki_vocab), "--config", str(tmp_path / "run.yaml"),
+                             "--bert_network", str(model), "--max_seq_length", "128", "--doc_stride", "64",
+                             "--max_query_length", "32", "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
+                             "--output_dir", str(tmp_path)])
+    return tmp_path, scores
+
 
 
 def write_run_config(directory: Path, vocab_size: int = 4000, **run_settings) -> Path:

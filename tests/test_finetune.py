@@ -6,55 +6,11 @@ import numpy as np
 import pytest
 
 import run_classifier
-import run_ner
 from src.finetune_data import peoples_daily_bio
-from src.metrics import entity_spans
-from src.tokenization import train_vocab
-from tests.conftest import DATA, ROOT
-from tools import convert_task_data
+from tests.conftest import DATA, TINY, classify, convert, model_yaml, ner
 
-TINY = str(ROOT / "configs" / "finetune_tiny.yaml")
-
-
-def convert(*flags):
-    convert_task_data.main(list(flags))
-
-
-def model_yaml(tmp_path, vocab_size, seq_length, **overrides):
-    from src.config import load_bert_config, save_bert_config
-    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length, **overrides),
-                            tmp_path / "model.yaml")
-
-
-@pytest.fixture(scope="module")
-def sentiment(tmp_path_factory):
-    """The shipped Chinese reviews: 2,000 for training, 400 held out; a WordPiece vocab of the training text."""
-    directory = tmp_path_factory.mktemp("sentiment")
-    lines = (DATA / "sentiment_zh_2400.txt").read_text(encoding="utf-8").splitlines()
-    (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
-    (directory / "dev.txt").write_text("\n".join(lines[2000:]) + "\n", encoding="utf-8")
-    (directory / "text.txt").write_text("\n".join(line.split("\t")[1] for line in lines[:2000]), encoding="utf-8")
-    return directory, train_vocab([directory / "text.txt"], directory, vocab_size=4000)
-
-
-def classify(tmp_path, num_class, method, epochs="4"):
-    return run_classifier.main([
-        "--do_train", "true", "--do_eval", "true", "--epoch_num", epochs, "--num_class", str(num_class),
-        "--assessment_method", method, "--device_target", "CPU",
-        "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_data_file_path", str(tmp_path / "dev.tfrecord"),
-        "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
-        "--bert_network", str(model_yaml(tmp_path, 4000, 64)), "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
-        "--output_dir", str(tmp_path)])
-
-
-def test_sentiment_classification_beats_the_majority_class(tmp_path, sentiment):
-    directory, vocab = sentiment
-    for split in ("train", "dev"):
-        convert("--task", "classification", "--input_format", "label_text", "--input_file", str(directory / f"{split}.txt"),
-                "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
-                "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true",
-                "--max_seq_length", "64")
-    result = classify(tmp_path, 2, "accuracy")
+def test_sentiment_classification_beats_the_majority_class(sentiment_classifier):
+    tmp_path, result = sentiment_classifier
     # Measured: 0.765 against 0.5325 for the majority class.
     assert result["accuracy"] > result["majority_class_accuracy"] + 0.1, result
     assert json.loads((tmp_path / "eval_result.json").read_text())["examples"] == 400
@@ -74,55 +30,13 @@ def test_regression_head_ranks_held_out_reviews(tmp_path, sentiment):
     assert result["spearman_correlation"] > 0.3, result
 
 
-NER_SEQ = 64
-
-
-@pytest.fixture(scope="module")
-def peoples_daily_ner(tmp_path_factory, chinese_vocab):
-    """People's Daily lines 1-2000 for training, 2001-2500 held out, as NER records of 64 tokens (a line is cut
-    after 62 characters; half the cost of 128); and the held-out part in CLUENER json, to check the submission
-    output."""
-    directory = tmp_path_factory.mktemp("ner")
-    lines = (DATA / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()
-    (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
-    (directory / "dev.txt").write_text("\n".join(lines[2000:]) + "\n", encoding="utf-8")
-    with open(directory / "dev.json", "w", encoding="utf-8") as handle:
-        for line in lines[2000:]:
-            characters, tags = peoples_daily_bio(line)
-            if not characters:
-                continue
-            text, label = "".join(characters), {}
-            for entity_type, start, end in sorted(entity_spans(tags), key=lambda s: s[1]):
-                label.setdefault(entity_type, {}).setdefault(text[start:end + 1], []).append([start, end])
-            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
-    for split, source, file_format in (("train", "train.txt", "peoples_daily"), ("dev", "dev.txt", "peoples_daily"),
-                                       ("dev_json", "dev.json", "cluener_json")):
-        convert("--task", "ner", "--input_format", file_format, "--input_file", str(directory / source),
-                "--output_file", str(directory / f"{split}.tfrecord"), "--vocab_file", str(chinese_vocab),
-                "--label2id_file", str(directory / "labels.json"), "--create_label2id", "true",
-                "--max_seq_length", str(NER_SEQ))
-    return directory, model_yaml(directory, sum(1 for _ in open(chinese_vocab, encoding="utf-8")), NER_SEQ)
-
-
-def ner(directory, model, *flags):
-    return run_ner.main(["--device_target", "CPU", "--label2id_file_path", str(directory / "labels.json"),
-                         "--train_data_file_path", str(directory / "train.tfrecord"),
-                         "--eval_data_file_path", str(directory / "dev.tfrecord"), "--config", TINY,
-                         "--bert_network", str(model), *flags])
-
-
-def test_crf_ner_entity_f1_rises_with_epochs_and_writes_the_clue_submission(tmp_path, peoples_daily_ner,
-                                                                            monkeypatch):
-    """One 3-epoch run that keeps its checkpoint of every epoch: the epoch-1 checkpoint is evaluated against the
-    last one (the same run, so F1 rises with the epochs trained; one training run instead of two)."""
-    import src.finetune
+def test_crf_ner_entity_f1_rises_with_epochs_and_writes_the_clue_submission(tmp_path, peoples_daily_ner, crf_tagger):
+    """The epoch-1 checkpoint of the 3-epoch run is evaluated against the last one (the same run, so F1 rises
+    with the epochs trained; one training run instead of two)."""
     directory, model = peoples_daily_ner
-    policy = src.finetune.CheckpointPolicy
-    monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
-    scores = {3: ner(directory, model, "--do_train", "true", "--do_eval", "true", "--use_crf", "true",
-                     "--epoch_num", "3", "--save_finetune_checkpoint_path", str(tmp_path / "e3"),
-                     "--output_dir", str(tmp_path / "e3"))}
-    checkpoints = sorted((tmp_path / "e3").glob("ner-*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    run_dir, last, clue_dir, result = crf_tagger
+    scores = {3: last}
+    checkpoints = sorted(run_dir.glob("ner-*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     assert [p.stem.split("-")[1].split("_")[0] for p in checkpoints] == ["1", "2", "3"], checkpoints
     scores[1] = ner(directory, model, "--do_train", "false", "--do_eval", "true", "--use_crf", "true",
                     "--load_finetune_checkpoint_path", str(checkpoints[0]), "--output_dir", str(tmp_path / "e1"))
@@ -133,13 +47,9 @@ def test_crf_ner_entity_f1_rises_with_epochs_and_writes_the_clue_submission(tmp_
 
     # The same checkpoint on the CLUENER-json version of the held-out text gives the same figures, and the
     # submission's entities are the text at their offsets.
-    result = ner(directory, model, "--do_train", "false", "--do_eval", "true", "--use_crf", "true",
-                 "--eval_data_file_path", str(directory / "dev_json.tfrecord"), "--load_finetune_checkpoint_path",
-                 str(tmp_path / "e3"), "--assessment_method", "clue_benchmark", "--eval_json_path",
-                 str(directory / "dev.json"), "--output_dir", str(tmp_path / "clue"))
     assert result["f1"] == pytest.approx(scores[3]["f1"])
     texts = [json.loads(line)["text"] for line in open(directory / "dev.json", encoding="utf-8")]
-    submitted = [json.loads(line) for line in open(tmp_path / "clue" / "cluener_predict.json", encoding="utf-8")]
+    submitted = [json.loads(line) for line in open(clue_dir / "cluener_predict.json", encoding="utf-8")]
     assert [row["id"] for row in submitted] == list(range(len(texts)))
     found = 0
     for row, text in zip(submitted, texts):

@@ -3,21 +3,18 @@ windows, a model that learns a SQuAD file built from real Wikipedia paragraphs o
 without an answer (skipped or trained as [CLS], the null-score threshold, v2.0 scoring), and window settings that
 are refused before any work."""
 import json
-import random
 import re
 import signal
 
 import mindspore as ms
 import numpy as np
 import pytest
-import yaml
 
 import run_squad
-from src.corpus import read_documents
 from src.squad import (SquadExample, SquadFeature, convert_examples_to_features, exact_match_score, f1_score,
                        read_squad_examples, squad_evaluate, squad_evaluate_v2, write_predictions)
 from src.tokenization import FullTokenizer
-from tests.conftest import ROOT
+from tests.conftest import build_squad_file
 from tools import convert_task_data
 
 
@@ -43,33 +40,6 @@ def test_official_exact_match_and_f1_on_hand_checked_cases():
     assert scores["f1"] == pytest.approx(100 * (1 + 0.8 + 1) / 3)
 
 
-def build_squad_file(wiki_text_dir, path, questions, max_words, seed=0):
-    """Questions on real paragraphs: the answer is a run of 1-3 words of the paragraph (punctuation and case
-    as written); the question quotes the words around it."""
-    rng = random.Random(seed)
-    paragraphs = []
-    for text_file in sorted(wiki_text_dir.glob("*.txt")):
-        for document in read_documents(text_file):
-            context = " ".join(" ".join(document).split()[:max_words])
-            if len(context.split()) >= 40:
-                paragraphs.append(context)
-    data, count = [], 0
-    for index, context in enumerate(paragraphs[:questions]):
-        words = list(re.finditer(r"\S+", context))
-        first = rng.randrange(3, len(words) - 6)
-        last = first + rng.randrange(0, 3)
-        answer = context[words[first].start():words[last].end()]
-        before = " ".join(w.group() for w in words[first - 3:first])
-        after = " ".join(w.group() for w in words[last + 1:last + 4])
-        question = f"What comes between '{before}' and '{after}'?"
-        data.append({"title": f"p{index}", "paragraphs": [{"context": context, "qas": [
-            {"id": f"q{index}", "question": question, "answers": [{"text": answer,
-                                                                    "answer_start": words[first].start()}]}]}]})
-        count += 1
-    path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
-    return count
-
-
 def test_post_processing_maps_spans_back_to_the_original_text_across_windows(tmp_path, wiki_text_dir, wiki_vocab):
     path = tmp_path / "squad.json"
     build_squad_file(wiki_text_dir, path, questions=40, max_words=150)
@@ -93,24 +63,8 @@ def test_post_processing_maps_spans_back_to_the_original_text_across_windows(tmp
     assert all(len(entries) >= 1 and entries[0]["probability"] > 0.5 for entries in nbest.values())
 
 
-def test_squad_file_from_wikipedia_paragraphs_trains_to_high_exact_match(tmp_path, wiki_text_dir, wiki_vocab):
-    path = tmp_path / "squad.json"
-    build_squad_file(wiki_text_dir, path, questions=16, max_words=60)
-    convert_task_data.main(["--task", "squad", "--input_file", str(path), "--output_file",
-                            str(tmp_path / "train.tfrecord"), "--vocab_file", str(wiki_vocab),
-                            "--max_seq_length", "128", "--doc_stride", "64", "--max_query_length", "32"])
-    config = yaml.safe_load((ROOT / "configs" / "finetune_tiny.yaml").read_text())
-    config.update(batch_size=4, optimizers={"Lamb": {**config["optimizers"]["Lamb"], "learning_rate": 1e-2}})
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    from src.config import load_bert_config, save_bert_config
-    model = save_bert_config(load_bert_config("tiny", vocab_size=4000, hidden_dropout_prob=0.0,
-                                              attention_probs_dropout_prob=0.0), tmp_path / "model.yaml")
-    scores = run_squad.main(["--do_train", "true", "--do_eval", "true", "--epoch_num", "40", "--device_target", "CPU",
-                             "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_json_path", str(path),
-                             "--vocab_file_path", str(wiki_vocab), "--config", str(tmp_path / "run.yaml"),
-                             "--bert_network", str(model), "--max_seq_length", "128", "--doc_stride", "64",
-                             "--max_query_length", "32", "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
-                             "--output_dir", str(tmp_path)])
+def test_squad_file_from_wikipedia_paragraphs_trains_to_high_exact_match(squad_model):
+    tmp_path, scores = squad_model
     assert scores["exact_match"] >= 80.0, scores
     assert (tmp_path / "predictions.json").is_file() and (tmp_path / "nbest_predictions.json").is_file()
 

@@ -158,7 +158,8 @@ def write_answers(output: OutputFile, inputs, results, output_format: str, bar) 
 
 def report(args: argparse.Namespace, task: str, counts: Counts, empty_lines: list[int], checkpoint) -> None:
     """A summary on stderr (stdout may carry the predictions)."""
-    notes = [f"{counts.texts} {'questions' if task == 'squad' else 'texts'} with {checkpoint.name} on {args.backend}"]
+    noun = "question" if task == "squad" else "text"
+    notes = [f"{counts.texts} {noun}{'s' if counts.texts != 1 else ''} with {checkpoint.name} on {args.backend}"]
     if counts.truncated:
         notes.append(f"{counts.truncated} longer than max_seq_length, truncated as in training")
     if counts.windowed:

@@ -52,3 +52,10 @@ for TASK in ${TASKS//,/ }; do
         --bert_network "$OUT/vocab/model.yaml" --pretrained_checkpoint "$OUT/pretrain/ckpt_0" --config "$CONFIG" \
         --output_dir "$OUT/$TASK" --overwrite true | grep -v "^epoch\|^training \|^finetuned checkpoint\|^wrote \|^note: "
 done
+
+if [[ ",$TASKS," == *",ner,"* ]]; then
+    MODEL="$OUT/ner/runs/pretrained_${SIZES##*,}_seed${SEEDS%%,*}/ckpt"
+    echo "== the finetuned tagger on raw text (python predict.py --load_finetune_checkpoint_path $MODEL)"
+    printf '%s\n' "江泽民主席在北京人民大会堂会见了美国总统克林顿。" "新华社香港电，香港特别行政区政府今天宣布了新的计划。" |
+        python predict.py --load_finetune_checkpoint_path "$MODEL"
+fi

@@ -22,7 +22,8 @@ from src.config import BertConfig, RunConfig, load_bert_config, load_run_config,
 from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label, record_seq_length
 from src.distributed import compute_type_for_device, setup_device
 from src.run_dir import latest_checkpoint
-from src.task_card import RunCard, TaskCard, read_records_card, records_card_path, vocab_digest
+from src.output_dir import file_sha256
+from src.task_card import RunCard, TaskCard, read_records_card, records_card_path
 from src.training import CheckpointPolicy, train
 
 TASK_HEADS = ("classifier.", "crf.", "qa_outputs.")  # parameters a pretraining checkpoint does not have
@@ -124,11 +125,11 @@ def describe_run(args: argparse.Namespace, task: str, num_class: int, label2id: 
 def _run_vocab(args: argparse.Namespace, card: TaskCard | None, source: Path) -> Path | None:
     flag = getattr(args, "vocab_file_path", "")
     if flag:
-        if card is not None and card.vocab_sha256 and vocab_digest(flag) != card.vocab_sha256:
+        if card is not None and card.vocab_sha256 and file_sha256(flag) != card.vocab_sha256:
             raise ValueError(f"vocab file {flag} is not the vocab {args.train_data_file_path} was made with "
                              f"({card.vocab_file or 'see ' + str(source)}): pass that vocab")
         return Path(flag)
-    if card is not None and Path(card.vocab_file).is_file() and vocab_digest(card.vocab_file) == card.vocab_sha256:
+    if card is not None and Path(card.vocab_file).is_file() and file_sha256(card.vocab_file) == card.vocab_sha256:
         return Path(card.vocab_file)
     print("note: the vocab the records were made with is unknown (no --vocab_file_path, and no task card beside "
           "the records or its vocab has moved): predict.py will need --vocab_file_path", flush=True)

@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from src.config import BertConfig, load_bert_config
-from src.output_dir import file_sha256
 from src.run_dir import CHECKPOINT_NAME
 
 TASKS = ("classification", "ner", "squad")
@@ -41,6 +40,10 @@ class TaskCard:
     num_class: int = 0               # a run's card: the head (1 for a regression)
     use_crf: bool = False
     classifier_pooling: str = "cls"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS or self.token_unit not in TOKEN_UNITS:
+            raise ValueError(f"task '{self.task}' / token_unit '{self.token_unit}' is not one of {TASKS} / {TOKEN_UNITS}")
 
     def to_json(self) -> str:
         values = dataclasses.asdict(self)
@@ -131,10 +134,6 @@ def run_card_of(checkpoint: str | Path) -> RunCard:
         raise ValueError(f"checkpoint {checkpoint} is not named {{prefix}}-{{epoch}}_{{step}}.ckpt as finetuning "
                          f"writes it: pass a checkpoint of run_classifier.py, run_ner.py or run_squad.py")
     return RunCard(checkpoint.parent, match["prefix"])
-
-
-def vocab_digest(vocab: str | Path) -> str:
-    return file_sha256(vocab)
 
 
 def _yaml_of(config: BertConfig) -> str:

@@ -40,6 +40,7 @@ def demo(tmp_path_factory) -> Path:
     result = subprocess.run(["bash", str(DEMO), str(out), PRETRAIN_STEPS, "0", TRAIN_SIZE, "ner"],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (out / "stdout.txt").write_text(result.stdout, encoding="utf-8")
     return out
 
 
@@ -61,6 +62,18 @@ def test_demo_writes_table_and_plot(demo):
     for start in ("pretrained", "random"):  # the scores come from the runs' own eval results
         run = json.loads((demo / "ner" / "runs" / f"{start}_{TRAIN_SIZE}_seed0" / "eval_result.json").read_text())
         assert run["f1"] == row[start]["mean"]
+
+
+def test_demo_ends_with_the_finetuned_tagger_on_raw_text(demo):
+    """The last step runs predict.py on two sentences with the pretrained start's model: JSON lines whose
+    entities are the text at their offsets."""
+    lines = (demo / "stdout.txt").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith('{"line": ')]
+    assert [row["line"] for row in rows] == [1, 2]
+    for row in rows:
+        for entity in row["entities"]:
+            assert row["text"][entity["start"]:entity["end"]] == entity["text"]
+    assert sum(len(row["entities"]) for row in rows) >= 1
 
 
 def test_pretrained_start_beats_random_weights(demo):

@@ -37,7 +37,8 @@ from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classificati
                                label_id, load_label2id, read_classification, read_ner, tagging_features)
 from src.records import write_records, write_schema  # noqa: E402
 from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
-from src.task_card import TaskCard, vocab_digest, write_records_card  # noqa: E402
+from src.output_dir import file_sha256  # noqa: E402
+from src.task_card import TaskCard, write_records_card  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def convert(args: argparse.Namespace) -> int:
     write_records_card(output, TaskCard(
         task=args.task, max_seq_length=args.max_seq_length, do_lower_case=args.do_lower_case, labels=labels_in_order,
         token_unit=token_unit, doc_stride=args.doc_stride, max_query_length=args.max_query_length,
-        vocab_sha256=vocab_digest(args.vocab_file), vocab_file=str(Path(args.vocab_file).resolve())))
+        vocab_sha256=file_sha256(args.vocab_file), vocab_file=str(Path(args.vocab_file).resolve())))
     return count
 
 

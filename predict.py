@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -170,8 +171,12 @@ def report(args: argparse.Namespace, task: str, counts: Counts, empty_lines: lis
     print("predict.py: " + "; ".join(notes), file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_cli("predict.py", lambda arguments: predict(parse_args(arguments)), argv)
+def main(argv: list[str] | None = None) -> dict | None:
+    try:
+        return run_cli("predict.py", lambda arguments: predict(parse_args(arguments)), argv)
+    except BrokenPipeError:  # the reader of standard output stopped early (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return None
 
 
 if __name__ == "__main__":

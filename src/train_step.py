@@ -1,7 +1,8 @@
 """The train-one-step cell shared by pretraining and every finetuning task.
 
 One cell, in the model zoo's loss-scale pattern, for any network that returns a scalar loss:
-scaled backward pass -> data-parallel gradient mean -> unscale -> optional accumulation over N micro-batches ->
+scaled backward pass -> unscale -> optional accumulation over N micro-batches -> data-parallel gradient mean
+(once per optimizer step: with accumulation, at the end of the window, not after every micro-batch) ->
 overflow check -> loss-scale update -> global-norm clip -> optimizer step, skipped on overflow.
 It also owns the dropout step counter (see src/dropout.py): one more per call, saved with
 its checkpoint, so a resumed run draws the dropout masks the uninterrupted run would have drawn.
@@ -36,11 +37,11 @@ class TrainOneStepCell(nn.Cell):
     loss_scale None: no scaling; an overflowing step (a non-finite gradient, e.g. from a NaN loss) is still
     skipped, so the weights stay finite and the caller can stop with a clear message.
     accumulation_steps N: every call adds its gradients to buffers; the optimizer steps on the mean of N
-    micro-batches, every N-th call (an overflow anywhere in the window skips that step).
+    micro-batches, every N-th call (an overflow anywhere in the window, on any device, skips that step: a
+    non-finite gradient stays non-finite through the sums).
     dropout_seed: keys the network's dropout masks (default: the global seed, ms.set_seed; 0 if none is set).
     Parameters besides the network's and the optimizer's: loss_scale, dropout_step (the number of calls so far,
-    which the dropout masks are drawn from), and with accumulation accumulated_grads.*, micro_step,
-    window_overflow.
+    which the dropout masks are drawn from), and with accumulation accumulated_grads.* and micro_step.
     """
 
     def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, loss_scale: LossScaleSettings | None = None,
@@ -60,7 +61,6 @@ class TrainOneStepCell(nn.Cell):
         if accumulation_steps > 1:
             self.accumulated_grads = self.weights.clone(prefix="accumulated_grads", init="zeros")
             self.micro_step = Parameter(Tensor(0, ms.int32), name="micro_step")
-            self.window_overflow = Parameter(Tensor(0, ms.int32), name="window_overflow")  # 1 once any overflowed
         self.hyper_map = ops.HyperMap()
         self.reducer = None
         rank = 0
@@ -75,25 +75,22 @@ class TrainOneStepCell(nn.Cell):
         loss = self.network(*inputs)
         scale = self.loss_scale.value()
         grads = self.grad(self.network, self.weights)(*inputs, scale.astype(loss.dtype))
-        if self.reducer is not None:
-            grads = self.reducer(grads)
         grads = self.hyper_map(ops.partial(_divided, scale), grads)
-        overflow = ops.logical_not(ops.stack(self.hyper_map(_is_finite, grads)).all())
         # After both passes through the network (loss and gradients), which so drew the same masks.
         ops.assign_add(self.dropout_step, Tensor(1, ms.int32))
         if self.accumulation_steps > 1:
             for buffer, grad in zip(self.accumulated_grads, grads):
                 ops.assign_add(buffer, grad)
-            ops.assign(self.window_overflow, ops.maximum(self.window_overflow, overflow.astype(ms.int32)))
             ops.assign_add(self.micro_step, Tensor(1, ms.int32))
             if self.micro_step % self.accumulation_steps != 0:
-                return loss, overflow, scale
+                return loss, self.overflowed(grads), scale  # this device's micro-batch, for the log
             grads = self.hyper_map(ops.partial(_divided, Tensor(self.accumulation_steps, ms.float32)),
                                    self.accumulated_grads)
-            overflow = self.window_overflow.value() > 0
             for buffer in self.accumulated_grads:
                 ops.assign(buffer, ops.zeros_like(buffer))
-            ops.assign(self.window_overflow, Tensor(0, ms.int32))
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+        overflow = self.overflowed(grads)  # the same on every device: the reduced gradients
         if self.scale_update is not None:
             overflow = self.scale_update(self.loss_scale, overflow)
         if self.clip_norm is not None:
@@ -101,3 +98,6 @@ class TrainOneStepCell(nn.Cell):
         if not overflow:
             loss = ops.depend(loss, self.optimizer(grads))
         return loss, overflow, scale
+
+    def overflowed(self, grads: tuple[Tensor, ...]) -> Tensor:
+        return ops.logical_not(ops.stack(self.hyper_map(_is_finite, grads)).all())

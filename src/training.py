@@ -32,7 +32,7 @@ def resume(train_cell: nn.Cell, network: nn.Cell, path: str | Path) -> int:
     params = read_checkpoint(path)
     if "global_step" in params:
         load_into(train_cell, params, f"checkpoint {path}",
-                  allow_missing=("accumulated_grads.", "micro_step", "window_overflow", "dropout_step"))
+                  allow_missing=("accumulated_grads.", "micro_step", "dropout_step"))
         return int(np.asarray(params.get(CONSUMED_BATCHES, 0)).reshape(-1)[0])
     load_into(network, params, f"checkpoint {path}")
     return 0

@@ -2,7 +2,7 @@
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Parameter, Tensor, nn, ops
 
 from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import BertConfig, LossScaleSettings, OptimizerSettings
@@ -148,3 +148,34 @@ def test_an_overflow_in_any_micro_batch_skips_the_accumulated_step():
     cell(*inputs(clean))
     cell(*inputs(clean))
     assert not all(np.array_equal(before[n], v) for n, v in weights_of(network).items())
+
+
+class CountingReducer(nn.Cell):
+    """Stands in for nn.DistributedGradReducer (one device): passes the gradients through, counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = Parameter(Tensor(0, ms.int32), name="reducer_calls", requires_grad=False)
+
+    def construct(self, grads):
+        ops.assign_add(self.calls, Tensor(1, ms.int32))
+        return grads
+
+
+@pytest.mark.parametrize("accumulation_steps", [1, 3])
+def test_gradients_are_all_reduced_once_per_optimizer_step(accumulation_steps):
+    """With accumulation the data-parallel mean runs once per window, on the accumulated gradients, not on every
+    micro-batch; the weights are those of the same cell without a reducer."""
+    batches = [make_batch(seed, 2, 16, 99, [16, 12], 3) for seed in range(6)]
+    runs = {}
+    for reduced in (False, True):
+        network = small_network()
+        cell = TrainOneStepCell(network, lamb(network), accumulation_steps=accumulation_steps)
+        if reduced:
+            cell.reducer = CountingReducer()
+        for batch in batches:
+            cell(*inputs(batch))
+        runs[reduced] = weights_of(network)
+        if reduced:
+            assert int(cell.reducer.calls.asnumpy()) == len(batches) // accumulation_steps
+    assert all(np.array_equal(runs[True][name], value) for name, value in runs[False].items())

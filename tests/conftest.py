@@ -95,14 +95,15 @@ def sentiment(tmp_path_factory):
     return directory, train_vocab([directory / "text.txt"], directory, vocab_size=4000)
 
 
-def classify(tmp_path, num_class, method, epochs="4"):
+def classify(tmp_path, num_class, method, epochs="4", seq_length=64):
     import run_classifier
     return run_classifier.main([
         "--do_train", "true", "--do_eval", "true", "--epoch_num", epochs, "--num_class", str(num_class),
         "--assessment_method", method, "--device_target", "CPU",
         "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_data_file_path", str(tmp_path / "dev.tfrecord"),
         "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
-        "--bert_network", str(model_yaml(tmp_path, 4000, 64)), "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
+        "--bert_network", str(model_yaml(tmp_path, 4000, seq_length)),
+        "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
         "--output_dir", str(tmp_path)])
 
 

@@ -24,9 +24,9 @@ def test_regression_head_ranks_held_out_reviews(tmp_path, sentiment):
         (tmp_path / f"{split}.txt").write_text(scored, encoding="utf-8")
         convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / f"{split}.txt"),
                 "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
-                "--regression", "true", "--max_seq_length", "64")
-    result = classify(tmp_path, 1, "spearman_correlation")
-    # Measured: 0.594.
+                "--regression", "true", "--max_seq_length", "32")
+    result = classify(tmp_path, 1, "spearman_correlation", epochs="2", seq_length=32)
+    # Measured: 0.529 (2 epochs at seq 32; 0.594 after 4 at seq 64, at four times the cost).
     assert result["spearman_correlation"] > 0.3, result
 
 

@@ -109,7 +109,7 @@ def classify(tmp_path, num_class, method, epochs="4", seq_length=64):
 
 @pytest.fixture(scope="session")
 def sentiment_classifier(tmp_path_factory, sentiment):
-    """The reviews as records, and a tiny classifier finetuned on them (4 epochs) and evaluated on the 400."""
+    """The reviews as records, and a tiny classifier finetuned on them (2 epochs) and evaluated on the 400."""
     tmp_path = tmp_path_factory.mktemp("classifier")
     directory, vocab = sentiment
     for split in ("train", "dev"):
@@ -117,7 +117,7 @@ def sentiment_classifier(tmp_path_factory, sentiment):
                 "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
                 "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true",
                 "--max_seq_length", "64")
-    return tmp_path, classify(tmp_path, 2, "accuracy")
+    return tmp_path, classify(tmp_path, 2, "accuracy", epochs="2")
 
 
 NER_SEQ = 64

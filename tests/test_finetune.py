@@ -11,7 +11,7 @@ from tests.conftest import DATA, TINY, classify, convert, model_yaml, ner
 
 def test_sentiment_classification_beats_the_majority_class(sentiment_classifier):
     tmp_path, result = sentiment_classifier
-    # Measured: 0.765 against 0.5325 for the majority class.
+    # Measured: 0.7275 after 2 epochs (0.765 after 4) against 0.5325 for the majority class.
     assert result["accuracy"] > result["majority_class_accuracy"] + 0.1, result
     assert json.loads((tmp_path / "eval_result.json").read_text())["examples"] == 400
 

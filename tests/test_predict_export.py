@@ -12,7 +12,7 @@ import export
 import predict
 from src.finetune_data import TextExample, classification_features
 from src.inference import MindIRBackend, MindSporeBackend, OnnxBackend, erf_polynomial
-from src.pipelines import windows
+from src.pipelines import cluener_label, windows
 from src.squad import best_answers, convert_examples_to_features, question_on_text
 from src.task_card import run_card_of
 from src.tokenization import FullTokenizer
@@ -89,35 +89,34 @@ def test_ner_entities_on_raw_text_match_run_ner_and_map_back_to_the_text(tmp_pat
                                                                           crf_tagger):
     """The held-out People's Daily sentences as raw text (CLUENER json): predict.py's CRF decoding on the host
     gives run_ner.py's CLUENER submission for every sentence that fits the model (run_ner.py cuts longer ones;
-    predict.py reads them in windows), and every entity's offsets give its text. The ONNX export agrees."""
+    predict.py reads them in windows), and every entity's offsets give its text. The ONNX export gives the same
+    entities (here written as CLUENER submission lines)."""
     directory, _ = peoples_daily_ner
     run_dir, _, clue_dir, _ = crf_tagger
     flags = ["--load_finetune_checkpoint_path", run_dir, "--input_format", "cluener_json", "--input_file",
              directory / "dev.json"]
-    out, summary = run_predict(capsys, *flags, "--output_format", "cluener")
+    out, summary = run_predict(capsys, *flags)
+    rows = [json.loads(line) for line in out.splitlines()]
     texts = [json.loads(line)["text"] for line in open(directory / "dev.json", encoding="utf-8")]
-    predicted = [json.loads(line) for line in out.splitlines()]
-    submitted = [json.loads(line) for line in open(clue_dir / "cluener_predict.json", encoding="utf-8")]
+    submitted = [json.loads(line)["label"] for line in open(clue_dir / "cluener_predict.json", encoding="utf-8")]
     fits = [i for i, text in enumerate(texts) if len(text) <= NER_SEQ - 2]
     assert len(fits) > 200 and len(fits) < len(texts)  # 240 of the 500
-    assert [predicted[i] for i in fits] == [submitted[i] for i in fits]
+    assert [cluener_label(rows[i]["entities"]) for i in fits] == [submitted[i] for i in fits]
     assert f"{len(texts) - len(fits)} longer than max_seq_length, read in overlapping windows" in summary
-
-    out, _ = run_predict(capsys, *flags)
-    rows = [json.loads(line) for line in out.splitlines()]
     entities = [entity for row in rows for entity in row["entities"]]
     assert len(entities) > 300
-    for row in rows:
+    for row, text in zip(rows, texts):
+        assert row["text"] == text
         for entity in row["entities"]:
-            assert row["text"][entity["start"]:entity["end"]] == entity["text"]
+            assert text[entity["start"]:entity["end"]] == entity["text"]
             assert entity["type"] in ("PER", "LOC", "ORG") and 0 < entity["score"] <= 1
 
     export.main(["--ckpt_file", str(run_dir), "--file_name", str(tmp_path / "ner"), "--file_format", "ONNX",
                  "--batch_size", "16"])
-    out, _ = run_predict(capsys, *flags, "--backend", "onnx", "--model_file", tmp_path / "ner.onnx")
-    onnx_rows = [json.loads(line) for line in out.splitlines()]
-    assert [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in onnx_rows] == \
-        [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in rows]
+    out, _ = run_predict(capsys, *flags, "--backend", "onnx", "--model_file", tmp_path / "ner.onnx",
+                         "--output_format", "cluener")
+    assert [json.loads(line) for line in out.splitlines()] == \
+        [{"id": index, "label": cluener_label(row["entities"])} for index, row in enumerate(rows)]
 
 
 def test_squad_answers_equal_run_squad_predictions_with_offsets_into_the_context(capsys, squad_model):

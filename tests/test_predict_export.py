@@ -12,7 +12,7 @@ import export
 import predict
 from src.finetune_data import TextExample, classification_features
 from src.inference import MindIRBackend, MindSporeBackend, OnnxBackend, erf_polynomial
-from src.pipelines import cluener_label, windows
+from src.pipelines import cluener_label, token_offsets, windows
 from src.squad import best_answers, convert_examples_to_features, question_on_text
 from src.task_card import run_card_of
 from src.tokenization import FullTokenizer
@@ -131,6 +131,17 @@ def test_squad_answers_equal_run_squad_predictions_with_offsets_into_the_context
     for row in map(json.loads, out.splitlines()):
         assert contexts[row["id"]][row["start"]:row["end"]] == row["answer"]
 
+    # JSON lines of {"id", "question", "context"}: the same answers.
+    questions = [{"id": qa["id"], "question": qa["question"], "context": paragraph["context"]}
+                 for article in json.loads((tmp_path / "squad.json").read_text())["data"][:4]
+                 for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    lines_file = tmp_path / "questions.jsonl"
+    lines_file.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", tmp_path / "ckpt", "--input_file", lines_file)
+    expected = json.loads((tmp_path / "predictions.json").read_text())
+    assert {row["id"]: row["answer"] for row in map(json.loads, out.splitlines())} == \
+        {q["id"]: expected[q["id"]] for q in questions}
+
 
 def test_answer_offsets_follow_the_context_spacing(tmp_path):
     """An answer across irregular white space: its offsets cover the context's own characters."""
@@ -148,6 +159,12 @@ def test_answer_offsets_follow_the_context_spacing(tmp_path):
     first, last = nbest["q"][0]["char_span"]
     assert nbest["q"][0]["text"] == "the capital of France"
     assert context[first:last] == "the\n\ncapital   of France"
+
+
+def test_tagger_tokens_are_characters_or_white_space_words_of_the_original_text():
+    text = " Li Na  won\tin Paris."
+    assert [text[a:b] for a, b in token_offsets(text, "character")] == list(text)
+    assert [text[a:b] for a, b in token_offsets(text, "word")] == ["Li", "Na", "won", "in", "Paris."]
 
 
 def test_windows_give_every_token_its_most_central_window():

@@ -3,7 +3,8 @@
 #   People's Daily (NER) and reviews (sentiment) -> held-out test sets, labeled training sets, unlabeled text
 #   -> WordPiece vocab -> pretraining records (whole-word masking with jieba) -> pretrain tiny NEZHA (MLM + NSP)
 #   -> finetune from the pretrained checkpoint and from random weights, identical settings, on each labeled set
-#   -> held-out tables (compare.json, compare.txt) and plots (compare.png) per task.
+#   -> held-out tables (compare.json, compare.txt) and plots (compare.png) per task
+#   -> the NER model trained on the most labels (pretrained start) tagging two sentences with predict.py.
 #   bash scripts/pretrain_finetune_demo.sh [OUTPUT_DIR] [PRETRAIN_STEPS] [SEEDS] [TRAIN_SIZES] [TASKS]
 # Defaults: output/pretrain_finetune_demo, 3000 steps, seeds 0,1,2, sizes 100,500,2000, tasks ner,sentiment.
 # scripts/quickstart.sh runs it with fewer steps, one seed and the NER task.

@@ -9,7 +9,7 @@ over it and keep each token's prediction from the window where it has the most c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -165,8 +165,7 @@ def cluener_label(entities: Sequence[dict]) -> dict:
 def answer_questions(questions: Sequence[tuple[str, str, str]], backend: Backend, tokenizer: FullTokenizer,
                      card: TaskCard, batch_size: int, counts: Counts, n_best_size: int = 20,
                      max_answer_length: int = 30, version_2_with_negative: bool = False,
-                     null_score_diff_threshold: float = 0.0,
-                     progress: Callable[[int], None] = lambda done: None) -> Iterator[dict]:
+                     null_score_diff_threshold: float = 0.0) -> Iterator[dict]:
     """{"id", "answer", "start", "end", "score"} per (id, question, context): the answer as run_squad.py
     predicts it (same windows and n-best post-processing), its [start, end) in the context and its n-best
     probability; "" (start and end null) when SQuAD v2.0 rules it unanswerable."""
@@ -183,7 +182,6 @@ def answer_questions(questions: Sequence[tuple[str, str, str]], backend: Backend
         start_logits, end_logits = backend(*arrays)[:2]
         for feature, start, end in zip(batch, start_logits, end_logits):
             results[feature.unique_id] = (start, end)
-        progress(len(batch))
     predictions, nbest, _ = best_answers(examples, features, results, tokenizer, n_best_size, max_answer_length,
                                          version_2_with_negative, null_score_diff_threshold)
     for example in examples:

@@ -107,6 +107,18 @@ def classify(tmp_path, num_class, method, epochs="4", seq_length=64):
         "--output_dir", str(tmp_path)])
 
 
+def first_reviews_as_records(sentiment, tmp_path, count: int) -> Path:
+    """The first count training reviews as classification records of 32 tokens in tmp_path/train.tfrecord (labels
+    in tmp_path/labels.json)."""
+    directory, vocab = sentiment
+    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:count]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
+            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
+            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
+    return tmp_path / "train.tfrecord"
+
+
 @pytest.fixture(scope="session")
 def sentiment_classifier(tmp_path_factory, sentiment):
     """The reviews as records, and a tiny classifier finetuned on them (2 epochs) and evaluated on the 400."""

@@ -7,7 +7,7 @@ import pytest
 
 import run_classifier
 from src.finetune_data import peoples_daily_bio
-from tests.conftest import DATA, TINY, classify, convert, model_yaml, ner
+from tests.conftest import DATA, TINY, classify, convert, first_reviews_as_records, model_yaml, ner
 
 def test_sentiment_classification_beats_the_majority_class(sentiment_classifier):
     tmp_path, result = sentiment_classifier
@@ -239,12 +239,7 @@ def test_an_interrupted_finetuning_run_continues_to_the_weights_of_an_uninterrup
 
     import src.finetune
     from src.checkpoint import read_checkpoint
-    directory, vocab = sentiment
-    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:256]
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
-            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
-            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
+    first_reviews_as_records(sentiment, tmp_path, 256)
     policy = src.finetune.CheckpointPolicy
     monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
     model = model_yaml(tmp_path, 4000, 32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -16,7 +16,7 @@ from src.pipelines import cluener_label, token_offsets, windows
 from src.squad import best_answers, convert_examples_to_features, question_on_text
 from src.task_card import run_card_of
 from src.tokenization import FullTokenizer
-from tests.conftest import NER_SEQ, TINY, convert, model_yaml
+from tests.conftest import NER_SEQ, TINY, first_reviews_as_records, model_yaml
 
 
 def expect_exit(match, call):
@@ -220,12 +220,7 @@ def test_finetuning_refuses_a_vocab_or_labels_other_than_the_records_were_made_w
     """The records' task card names their vocab and labels: finetuning with another vocab or label file fails
     before training, naming both."""
     import run_classifier
-    directory, vocab = sentiment
-    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:40]
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
-            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
-            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
+    first_reviews_as_records(sentiment, tmp_path, 40)
     (tmp_path / "swapped.json").write_text('{"pos": 0, "neg": 1}')
     base = ["--do_train", "true", "--num_class", "2", "--device_target", "CPU", "--config", TINY,
             "--bert_network", str(model_yaml(tmp_path, 4000, 32)), "--train_data_file_path",

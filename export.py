@@ -9,8 +9,8 @@ classification logits, NER tag scores (a CRF decodes them on the host: predict.p
 logits; a checkpoint without a finetuning description (run_pretrain.py's) exports the encoder: sequence output
 and pooled output. --batch_size 0 exports MindIR with a dynamic batch size; MindSpore writes ONNX with fixed
 shapes only. ONNX export computes GELU's erf by a polynomial (MindSpore's ONNX exporter has no Erf; error
-1.5e-6 in float32). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs compared with
-the checkpoint's graph; the largest difference is printed, and more than 1e-4 fails the export.
+1.5e-6 in float32). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs
+compared with the checkpoint's graph; the largest difference is printed, and more than 1e-4 fails the export.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from src.checkpoint import load_checkpoint_into
 from src.cli import ArgumentParser, run_cli
 from src.config import BertConfig, load_bert_config, str2bool
 from src.distributed import compute_type_for_device, setup_device
-from src.inference import MindIRBackend, OnnxBackend, make_onnx_exportable, task_network
+from src.inference import MindIRBackend, OnnxBackend, make_onnx_exportable, numpy_outputs, task_network
 from src.run_dir import CHECKPOINT_NAME, latest_checkpoint
 from src.task_card import run_card_of
 
@@ -64,18 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def find_checkpoint(path: str) -> Path:
-    """A file as given; for a directory, the newest checkpoint of any finetuning or pretraining run in it."""
-    if not Path(path).is_dir():
-        return latest_checkpoint(path)
-    found = [p for p in Path(path).glob("*.ckpt") if (m := CHECKPOINT_NAME.match(p.name))
-             and m["prefix"].rstrip("_0123456789").rstrip("_") in PREFIXES]
-    if not found:
-        raise FileNotFoundError(f"--ckpt_file {path} holds no checkpoint of a finetuning or pretraining run: pass "
-                                f"a .ckpt file")
-    return max(found, key=lambda p: p.stat().st_mtime_ns)
-
-
 def build_graph(args: argparse.Namespace, checkpoint: Path) -> tuple[nn.Cell, int, str]:
     """The graph to export with the checkpoint's weights, its sequence length, and what it is (for the log)."""
     description = run_card_of(checkpoint) if CHECKPOINT_NAME.match(checkpoint.name) else None
@@ -87,7 +75,7 @@ def build_graph(args: argparse.Namespace, checkpoint: Path) -> tuple[nn.Cell, in
             raise ValueError(f"checkpoint {checkpoint} has no finetuning description beside it (a pretrained "
                              f"checkpoint?): pass --bert_network, the model preset or YAML it was trained with")
         network = Encoder(compute_type_for_device(load_bert_config(args.bert_network)))
-        seq_length, what = args.max_seq_length or 128, "encoder"
+        seq_length, what = 128, "encoder"
     load_checkpoint_into(network, checkpoint)
     network.set_train(False)
     return network, args.max_seq_length or seq_length, what
@@ -112,12 +100,12 @@ def export(args: argparse.Namespace) -> dict:
     target = Path(f"{args.file_name}.{args.file_format.lower()}")
     if target.exists() and not args.overwrite:
         raise ValueError(f"{target} exists: pass --overwrite true to replace it, or another --file_name")
-    checkpoint = find_checkpoint(args.ckpt_file)
+    checkpoint = latest_checkpoint(args.ckpt_file, PREFIXES)  # a file, or the newest of a run directory
     setup_device(args.device_target, args.device_id)
     network, seq_length, what = build_graph(args, checkpoint)
     vocab_size = network.bert.config.vocab_size
     check_inputs = sample_inputs(args.batch_size or 2, seq_length, vocab_size)
-    expected = [o.asnumpy() for o in _as_tuple(network(*(Tensor(a) for a in check_inputs)))]
+    expected = numpy_outputs(network(*(Tensor(a) for a in check_inputs)))
     if args.file_format == "ONNX":
         make_onnx_exportable(network)
     spec = Tensor(shape=[args.batch_size or None, seq_length], dtype=ms.int32)
@@ -138,10 +126,6 @@ def export(args: argparse.Namespace) -> dict:
     print(f"wrote {target}: the {what} graph of {checkpoint.name}, inputs [{batch}, {seq_length}]; loaded back, its "
           f"outputs differ from the checkpoint's by at most {difference:.1e}", flush=True)
     return {"file": str(target), "max_difference": difference, "task": what}
-
-
-def _as_tuple(outputs):
-    return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
 def main(argv: list[str] | None = None) -> dict:

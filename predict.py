@@ -32,7 +32,7 @@ from src.distributed import compute_type_for_device, setup_device
 from src.inference import BACKENDS, open_backend
 from src.pipelines import Counts, answer_questions, classify, cluener_label, tag_entities
 from src.prediction_io import INPUT_FORMATS, OUTPUT_FORMATS, OutputFile, read_inputs
-from src.run_dir import latest_checkpoint
+from src.run_dir import latest_checkpoint, run_prefixes
 from src.task_card import TASKS, run_card_of
 from src.tokenization import FullTokenizer
 
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def find_checkpoint(path: str, task: str | None) -> Path:
     """A checkpoint file as given; for a directory, the newest checkpoint of its finetuning runs (of --task)."""
     if Path(path).is_dir() and task is None:
-        found = [name for name, prefix in PREFIXES.items() if any(Path(path).glob(f"{prefix}*-*_*.ckpt"))]
+        found = [name for name, prefix in PREFIXES.items() if run_prefixes(Path(path), prefix)]
         if len(found) > 1:
             raise ValueError(f"--load_finetune_checkpoint_path {path} holds checkpoints of {' and '.join(found)}: "
                              f"pass --task")

@@ -21,6 +21,7 @@ from src.cli import check_minimums, run_cli
 from src.config import BertConfig, RunConfig, load_bert_config, load_run_config, str2bool
 from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label, record_seq_length
 from src.distributed import compute_type_for_device, setup_device
+from src.inference import numpy_outputs
 from src.run_dir import latest_checkpoint
 from src.output_dir import file_sha256
 from src.task_card import RunCard, TaskCard, read_records_card, records_card_path
@@ -118,7 +119,6 @@ def describe_run(args: argparse.Namespace, task: str, num_class: int, label2id: 
     if card is None:
         card = TaskCard(task=task, max_seq_length=settings.get("max_seq_length")
                         or record_seq_length(records, args.dataset_format))
-    settings = {key: value for key, value in settings.items() if key in TaskCard.__dataclass_fields__}
     return dataclasses.replace(card, labels=labels, num_class=num_class, vocab_file="", **settings), vocab
 
 
@@ -183,9 +183,7 @@ def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, che
                                        args.dataset_format, args.eval_data_shuffle, columns=TASK_COLUMNS,
                                        float_columns=float_columns, drop_remainder=False)
     for input_ids, input_mask, segment_ids, label_ids in dataset.create_tuple_iterator(num_epochs=1):
-        outputs = model(input_ids, input_mask, segment_ids)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        yield tuple(o.asnumpy() for o in outputs) + (input_mask.asnumpy(), label_ids.asnumpy())
+        yield (*numpy_outputs(model(input_ids, input_mask, segment_ids)), input_mask.asnumpy(), label_ids.asnumpy())
 
 
 def write_eval_result(output_dir: str | Path, result: dict) -> Path:

@@ -66,20 +66,30 @@ class Backend(Protocol):
         ...
 
 
-class MindSporeBackend:
+def numpy_outputs(outputs: Tensor | tuple[Tensor, ...]) -> list[np.ndarray]:
+    """A cell's output (one tensor or a tuple) as a list of numpy arrays."""
+    return [output.asnumpy() for output in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+class CellBackend:
+    """A MindSpore cell run on int32 tensors of the batch."""
+
+    graph: nn.Cell
+
+    def __call__(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:
+        return numpy_outputs(self.graph(*(Tensor(a.astype(np.int32)) for a in (input_ids, input_mask, segment_ids))))
+
+
+class MindSporeBackend(CellBackend):
     """The checkpoint loaded into the task graph, run by MindSpore."""
 
     def __init__(self, card: TaskCard, config: BertConfig, checkpoint: Path) -> None:
-        self.network = task_network(card, config)
-        load_checkpoint_into(self.network, checkpoint, allow_missing=())
-        self.network.set_train(False)
-
-    def __call__(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:
-        outputs = self.network(*(Tensor(array.astype(np.int32)) for array in (input_ids, input_mask, segment_ids)))
-        return [output.asnumpy() for output in (outputs if isinstance(outputs, tuple) else (outputs,))]
+        self.graph = task_network(card, config)
+        load_checkpoint_into(self.graph, checkpoint)
+        self.graph.set_train(False)
 
 
-class MindIRBackend:
+class MindIRBackend(CellBackend):
     """A MindIR file of export.py, loaded back as a MindSpore GraphCell."""
 
     def __init__(self, path: Path) -> None:
@@ -88,10 +98,6 @@ class MindIRBackend:
         except (RuntimeError, ValueError) as error:
             raise ValueError(f"MindIR file {path} cannot be loaded ({str(error).splitlines()[0]}): pass a .mindir "
                              f"file written by export.py") from None
-
-    def __call__(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:
-        outputs = self.graph(*(Tensor(array.astype(np.int32)) for array in (input_ids, input_mask, segment_ids)))
-        return [output.asnumpy() for output in (outputs if isinstance(outputs, tuple) else (outputs,))]
 
 
 class OnnxBackend:

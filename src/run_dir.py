@@ -46,19 +46,22 @@ def run_prefixes(directory: Path, prefix: str) -> set[str]:
             if (match := CHECKPOINT_NAME.match(path.name)) and tagged.match(match["prefix"])}
 
 
-def latest_checkpoint(path: str | Path, prefix: str = "checkpoint_bert") -> Path:
+def latest_checkpoint(path: str | Path, prefix: str | tuple[str, ...] = "checkpoint_bert") -> Path:
     """A file as given; for a directory, the checkpoint written last by any run in it (newest file, then
-    highest step), so evaluation loads what the most recent run saved, not an older run's higher step."""
+    highest step), so evaluation loads what the most recent run saved, not an older run's higher step.
+    prefix: the runs' checkpoint prefix, or several (any of them)."""
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist: pass a .ckpt file or the directory a "
                                     f"run saved into")
         return path
-    found = [ckpt for run_prefix in run_prefixes(path, prefix) for ckpt in checkpoints_in(path, run_prefix)]
+    prefixes = (prefix,) if isinstance(prefix, str) else prefix
+    found = [ckpt for one in prefixes for run_prefix in run_prefixes(path, one)
+             for ckpt in checkpoints_in(path, run_prefix)]
     if not found:
-        raise FileNotFoundError(f"checkpoint directory {path} holds no {prefix}-*.ckpt: pass a checkpoint file "
-                                f"or the directory a run saved into")
+        raise FileNotFoundError(f"checkpoint directory {path} holds no {' or '.join(f'{p}-*.ckpt' for p in prefixes)}"
+                                f": pass a checkpoint file or the directory a run saved into")
     return max(found, key=lambda ckpt: (ckpt.stat().st_mtime_ns, checkpoint_step(ckpt)))
 
 

@@ -1,8 +1,8 @@
 """SQuAD v1.1 and v2.0: examples, doc-stride features, n-best span post-processing, and the official EM / F1.
 
 Semantics of google-research/bert run_squad.py (read_squad_examples, convert_examples_to_features with the
-"max context" rule, write_predictions with get_final_text and, for v2.0, the null answer and its score threshold)
-and of the official evaluate-v1.1.py and evaluate-v2.0.py.
+"max context" rule, write_predictions with get_final_text (here final_text_span) and, for v2.0, the null answer and
+its score threshold) and of the official evaluate-v1.1.py and evaluate-v2.0.py.
 """
 from __future__ import annotations
 
@@ -246,14 +246,9 @@ def _best_indexes(logits: np.ndarray, n_best_size: int) -> list[int]:
     return [int(i) for i in np.argsort(-logits, kind="stable")[:n_best_size]]
 
 
-def get_final_text(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> str:
-    """Project the normalized predicted text back onto the original span (its case, accents, punctuation)."""
-    start, end = final_text_span(pred_text, orig_text, tokenizer)
-    return orig_text[start:end]
-
-
 def final_text_span(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> tuple[int, int]:
-    """[start, end) of get_final_text's answer in orig_text.
+    """[start, end) in orig_text of the normalized predicted text projected back onto the original span (its
+    case, accents, punctuation).
 
     As Google's get_final_text: strip spaces from both the original and its basic tokenization, align them
     character by character, and cut the original where the prediction starts and ends; on failure, all of
@@ -308,7 +303,8 @@ def write_predictions(examples: Sequence[SquadExample], features: Sequence[Squad
 def best_answers(examples: Sequence[SquadExample], features: Sequence[SquadFeature],
                  results: dict[int, tuple[np.ndarray, np.ndarray]], tokenizer: FullTokenizer, n_best_size: int = 20,
                  max_answer_length: int = 30, version_2_with_negative: bool = False,
-                 null_score_diff_threshold: float = 0.0) -> tuple[dict[str, str], dict[str, list[dict]], dict[str, float]]:
+                 null_score_diff_threshold: float = 0.0
+                 ) -> tuple[dict[str, str], dict[str, list[dict]], dict[str, float]]:
     """Best answer text per question from start/end logits of every window (results by unique_id), the n-best
     list of each (text, logits, probability; "char_span": [start, end) of the text in the context, None for the
     null answer or an example read without offsets) and, for v2.0, each question's null-score difference.
@@ -381,7 +377,7 @@ def best_answers(examples: Sequence[SquadExample], features: Sequence[SquadFeatu
 
 def _context_span(example: SquadExample, first_word: int, text_start: int, text_end: int) -> tuple[int, int] | None:
     """[start, end) in the context of the answer that starts text_start characters into the words from
-    first_word joined by single spaces (get_final_text's orig_text)."""
+    first_word joined by single spaces (final_text_span's orig_text)."""
     if not example.word_offsets:
         return None
 

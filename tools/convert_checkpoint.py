@@ -136,16 +136,16 @@ def to_tensorflow(args: argparse.Namespace) -> None:
     google_config = {key: value for key, value in hf_json_from_config(config).items()
                      if key not in ("architectures", "model_type", "layer_norm_eps")}
     google_config["hidden_act"] = {"gelu_new": "gelu"}.get(google_config["hidden_act"], google_config["hidden_act"])
-    targets = {f"{args.output.name}.index": args.output.with_name(f"{args.output.name}.index"),
-               f"{args.output.name}.data-00000-of-00001": args.output.with_name(f"{args.output.name}.data-00000-of-00001"),
-               "bert_config.json": args.output.parent / "bert_config.json"}
+    names = [f"{args.output.name}.index", f"{args.output.name}.data-00000-of-00001", "bert_config.json"]
+    targets = {name: args.output.parent / name for name in names}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing:
         raise SystemExit(f"{', '.join(existing)} already exist: pick another --output (nothing was written)")
     tf = import_tensorflow("writing a TensorFlow checkpoint").compat.v1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.output.parent) as scratch, tf.Graph().as_default():
-        variables = {name: tf.get_variable(name, value.shape, tf.as_dtype(value.dtype)) for name, value in arrays.items()}
+        variables = {name: tf.get_variable(name, value.shape, tf.as_dtype(value.dtype))
+                     for name, value in arrays.items()}
         with tf.Session() as session:
             for name, variable in variables.items():
                 variable.load(arrays[name], session)

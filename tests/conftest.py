@@ -252,11 +252,12 @@ def squad_model(tmp_path_factory, wiki_text_dir, wiki_vocab):
 
 
 
-def write_run_config(directory: Path, vocab_size: int = 4000, **run_settings) -> Path:
+def write_run_config(directory: Path, vocab_size: int = 4000, seq_length: int = 64, **run_settings) -> Path:
     """A tiny model YAML without dropout (fp32) and a run config pointing at it; returns the run config path."""
     import yaml
     from src.config import load_bert_config, save_bert_config
-    model = save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=64, hidden_dropout_prob=0.0,
+    model = save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length,
+                                              hidden_dropout_prob=0.0,
                                               attention_probs_dropout_prob=0.0), directory / "model.yaml")
     with open(ROOT / "configs" / "pretrain_tiny.yaml", encoding="utf-8") as handle:
         values = yaml.safe_load(handle)

@@ -1,13 +1,13 @@
 """The fast tokenizer (tokenizers package) gives exactly Google's FullTokenizer output on real text.
 
-Reference: transformers' slow BertTokenizer, a line-by-line port of google-research/bert tokenization.py.
+Reference: Google's own tokenization.py (the bert-tensorflow package), run by tests/google_bert.py.
 """
-import itertools
+import json
 
 import pytest
-from transformers import BertTokenizer
 
 from src.tokenization import FullTokenizer, load_vocab
+from tests import google_bert
 
 # Full-width punctuation, accents, mixed scripts, control characters: where tokenizers tend to differ.
 HARD_CASES = [
@@ -16,31 +16,37 @@ HARD_CASES = [
     "Café déjà vu: naïve résumé, Ångström, São Paulo.",
     "ＡＢＣ１２３ full-width latin，and　ideographic space",
     "tab\there, zero\u200bwidth, control\x07char, emoji 🙂 end",
-    "supercalifragilisticexpialidocious" * 5,
+    "supercalifragilisticexpialidocious" * 5,  # 170 characters: WordPiece splits it (Google's limit is 200)
+    "honorificabilitudinitatibus" * 8,  # 216 characters: [UNK]
 ]
 
 
-def lines_of(path, limit):
-    with open(path, encoding="utf-8") as handle:
-        return [line.strip() for line in itertools.islice(handle, limit) if line.strip()]
+def lines_of(*paths):
+    return [line.strip() for path in paths for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def assert_same_tokens(vocab_file, texts, do_lower_case):
-    ours = FullTokenizer(vocab_file, do_lower_case)
-    reference = BertTokenizer(str(vocab_file), do_lower_case=do_lower_case)
-    for text in texts:
-        assert ours.tokenize(text) == reference.tokenize(text), text
+def assert_same_tokens(vocab_file, texts, do_lower_case, tmp_path):
+    """Every text tokenized by ours and by Google's FullTokenizer, compared one by one."""
+    text_file, google_file = tmp_path / "texts.txt", tmp_path / "google.json"
+    text_file.write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
+    google_bert.run("tokenize", vocab_file, text_file, google_file, str(do_lower_case).lower())
+    google = json.loads(google_file.read_text(encoding="utf-8"))
+    assert len(google) == len(texts)
+    ours = FullTokenizer(vocab_file, do_lower_case).tokenize_batch(texts)
+    for text, mine, reference in zip(texts, ours, google):
+        assert mine == reference, text
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
-def test_english_wikipedia_matches_reference(wiki_text_dir, wiki_vocab, do_lower_case):
-    texts = lines_of(sorted(wiki_text_dir.glob("*.txt"))[0], 1500) + HARD_CASES
-    assert_same_tokens(wiki_vocab, texts, do_lower_case)
+def test_english_wikipedia_matches_google(wiki_text_dir, wiki_vocab, do_lower_case, tmp_path):
+    texts = lines_of(*sorted(wiki_text_dir.glob("*.txt"))) + HARD_CASES  # every sentence of the sample
+    assert len(texts) > 5000
+    assert_same_tokens(wiki_vocab, texts, do_lower_case, tmp_path)
 
 
-def test_chinese_news_matches_reference(chinese_text_file, chinese_vocab):
-    texts = lines_of(chinese_text_file, 1500) + HARD_CASES
-    assert_same_tokens(chinese_vocab, texts, do_lower_case=True)
+def test_chinese_news_matches_google(chinese_text_file, chinese_vocab, tmp_path):
+    texts = lines_of(chinese_text_file) + HARD_CASES
+    assert_same_tokens(chinese_vocab, texts, True, tmp_path)
 
 
 def test_chinese_characters_are_single_tokens_and_unknown_words_become_unk(chinese_vocab):

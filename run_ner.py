@@ -20,7 +20,7 @@ from src.crf import backtrack
 from src.cli import ArgumentParser
 from src.finetune import (add_common_flags, check_eval_records, describe_run, finetune, predict, prepare, run_entry,
                           write_eval_result)
-from src.finetune_data import load_label2id
+from src.finetune_data import load_ner_label2id
 from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
 from src.metrics import entity_scores, entity_spans
 from src.run_dir import latest_checkpoint
@@ -83,7 +83,7 @@ def clue_submission(predicted: list[list[str]], texts: list[str], eval_json_path
 
 def run(args: argparse.Namespace) -> dict | None:
     run_config, bert_config = prepare(args)
-    label2id = load_label2id(args.label2id_file_path)
+    label2id = load_ner_label2id(args.label2id_file_path)
     num_class = args.num_class or len(label2id)
     if num_class != len(label2id):
         raise ValueError(f"--num_class {num_class} does not match the {len(label2id)} labels of "

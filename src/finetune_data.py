@@ -4,13 +4,16 @@ Readers return examples that remember their file and line, so every error names 
 classification -- CLUE json lines (TNEWS / IFLYTEK "sentence", AFQMC "sentence1" + "sentence2", "label"),
 GLUE tsv (CoLA without header; SST-2, MRPC, STS-B with theirs), plain `label<TAB>text[<TAB>text_b]`;
 NER -- CLUENER2020 json lines (span labels), BIO/BIOES text (one `token tag` a line, blank line between
-sentences), People's Daily POS-tagged text (nr/ns/nt -> PER/LOC/ORG).
+sentences), People's Daily POS-tagged text (nr/ns/nt -> PER/LOC/ORG), the MSRA XML release as the model zoo's
+finetune_data_preprocess.py reads it (characters tagged S_/B_/M_/E_ + TYPE).
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
+import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,8 @@ from src.corpus import peoples_daily_words
 from src.tokenization import FullTokenizer, not_utf8_message
 
 CLASSIFICATION_FORMATS = ("clue_json", "glue_tsv", "label_text")
-NER_FORMATS = ("cluener_json", "bio", "peoples_daily")
+NER_FORMATS = ("cluener_json", "bio", "peoples_daily", "msra_xml")
+ZOO_TAG_PREFIXES = ("S_", "B_", "M_", "E_")  # the model zoo's NER tags, in its label-id order
 PEOPLES_DAILY_ENTITIES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 
 
@@ -170,6 +174,8 @@ def read_ner(path: str | Path, file_format: str) -> list[TaggedExample]:
         if tokens:
             examples.append(TaggedExample(tokens, tags, f"{path}:{first}"))
         return _require(examples, path, file_format)
+    if file_format == "msra_xml":
+        return read_msra_xml(path)
     if file_format == "peoples_daily":
         examples = []
         for number, line in _lines(path):
@@ -178,6 +184,56 @@ def read_ner(path: str | Path, file_format: str) -> list[TaggedExample]:
                 examples.append(TaggedExample(tokens, tags, f"{path}:{number}"))
         return _require(examples, path, file_format)
     raise ValueError(f"unknown NER format '{file_format}': use one of {', '.join(NER_FORMATS)}")
+
+
+def read_msra_xml(path: str | Path, class_filter: set[str] | None = None) -> list[TaggedExample]:
+    """The MSRA XML release: the root's children are sentences, theirs are phrases, and a phrase's child
+    elements are labelled words (`<NAMEX TYPE="PERSON">...</NAMEX>`). Each character of a labelled word whose
+    element tag is in class_filter (every tag when None) is tagged S_/B_/M_/E_ + its TYPE, as the model zoo does;
+    every other character is O. White space is left out (the tagger reads characters). GB18030 or UTF-8."""
+    path = _existing(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("gb18030")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is neither UTF-8 nor GB18030 text: convert it to UTF-8") from None
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # the declared encoding no longer applies to decoded text
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise ValueError(f"{path}:{error.position[0]} is not well-formed XML ({error.msg.split(':')[0]}): "
+                         f"fix the file, or pass --data_format bio for BIO text") from None
+    examples = []
+    for index, sentence in enumerate(root):
+        characters: list[str] = []
+        tags: list[str] = []
+
+        def add(piece: str | None, entity_type: str | None = None) -> None:
+            piece = "".join((piece or "").split())
+            characters.extend(piece)
+            if entity_type is None or not piece:
+                tags.extend("O" * len(piece))
+            else:
+                tags.extend([f"S_{entity_type}"] if len(piece) == 1 else
+                            [f"B_{entity_type}", *[f"M_{entity_type}"] * (len(piece) - 2), f"E_{entity_type}"])
+
+        add(sentence.text)
+        for phrase in sentence:
+            add(phrase.text)
+            for word in phrase:
+                labelled = class_filter is None or word.tag in class_filter
+                if labelled and word.get("TYPE") is None and (word.text or "").strip():
+                    raise ValueError(f"{path}: sentence {index + 1} has a <{word.tag}> without a TYPE attribute; "
+                                     f"add TYPE=\"...\" or leave {word.tag} out of --class_filter")
+                add("".join(word.itertext()), word.get("TYPE") if labelled else None)
+                add(word.tail)
+            add(phrase.tail)
+        if characters:
+            examples.append(TaggedExample(characters, tags, f"{path}: sentence {index + 1}"))
+    return _require(examples, path, "msra_xml")
 
 
 def cluener_spans(row: dict, source: str) -> list[tuple[int, int, str, str]]:
@@ -265,6 +321,18 @@ def load_label2id(path: str | Path) -> dict[str, int]:
         seen[label] = index + 1
         label2id[label] = index
     return label2id
+
+
+def load_ner_label2id(path: str | Path) -> dict[str, int]:
+    """NER tags -> ids from a label2id file (load_label2id), or from the model zoo's label list: entity types
+    only, one a line, no "O" and no tag prefix ("PERSON"). That list stands for O, then S_, B_, M_, E_ of each
+    type in order, the ids the zoo's convert_labels_to_index gives."""
+    label2id = load_label2id(path)
+    if (Path(path).suffix == ".json" or "O" in label2id
+            or any(re.match(r"[BIMESO][-_]", label) for label in label2id)):
+        return label2id
+    tags = ["O", *(f"{prefix}{entity_type}" for entity_type in label2id for prefix in ZOO_TAG_PREFIXES)]
+    return {tag: index for index, tag in enumerate(tags)}
 
 
 def _label2id_json(path: Path, text: str) -> dict[str, int]:

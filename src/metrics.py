@@ -31,8 +31,16 @@ def classification_score(method: str, labels: Sequence, predictions: Sequence) -
 
 
 def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """(type, first, last) of every entity in a BIO / BIOES tag sequence, chunked as conlleval does (seqeval)."""
-    return set(get_entities(list(tags)))
+    """(type, first, last) of every entity in a BIO / BIOES tag sequence, or the model zoo's S_/B_/M_/E_ tags,
+    chunked as conlleval does (seqeval)."""
+    return set(get_entities([_hyphen_form(tag) for tag in tags]))
+
+
+def _hyphen_form(tag: str) -> str:
+    """B_PERSON -> B-PERSON, M_PERSON -> I-PERSON (the zoo's BMES tags in the form seqeval reads)."""
+    if len(tag) > 2 and tag[1] == "_" and tag[0] in "BMES":
+        return f"{'I' if tag[0] == 'M' else tag[0]}-{tag[2:]}"
+    return tag
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, float]:

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.config import str2bool  # noqa: E402
 from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classification_features,  # noqa: E402
-                               label_id, load_label2id, read_classification, read_ner, tagging_features)
+                               label_id, load_label2id, load_ner_label2id, read_classification, read_ner,
+                               tagging_features)
 from src.records import write_records, write_schema  # noqa: E402
 from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
 from src.output_dir import file_sha256  # noqa: E402
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def labels_for(args: argparse.Namespace, found: list[str]) -> dict[str, int]:
+def labels_for(args: argparse.Namespace, found: list[str], load=load_label2id) -> dict[str, int]:
     path = Path(args.label2id_file)
     if not args.label2id_file:
         raise SystemExit("--label2id_file is required (pass --create_label2id true to write it from this file)")
@@ -73,7 +74,7 @@ def labels_for(args: argparse.Namespace, found: list[str]) -> dict[str, int]:
         path.write_text(json.dumps({label: index for index, label in enumerate(ordered)}, ensure_ascii=False,
                                    indent=1), encoding="utf-8")
         print(f"wrote {path} ({len(ordered)} labels)")
-    return load_label2id(path)
+    return load(path)
 
 
 def convert(args: argparse.Namespace) -> int:
@@ -103,7 +104,7 @@ def convert(args: argparse.Namespace) -> int:
             raise SystemExit(f"--input_format {args.input_format} is not a NER format; NER takes "
                              f"{', '.join(NER_FORMATS)}")
         examples = read_ner(args.input_file, args.input_format)
-        label2id = labels_for(args, [tag for e in examples for tag in e.tags] + ["O"])
+        label2id = labels_for(args, [tag for e in examples for tag in e.tags] + ["O"], load_ner_label2id)
         labels_in_order = tuple(sorted(label2id, key=label2id.get))
         token_unit = "character" if all(len(token) == 1 for e in examples for token in e.tokens) else "word"
         rows = [tagging_features(e, tokenizer, label2id, args.max_seq_length, args.label2id_file) for e in examples]

@@ -1,13 +1,17 @@
-"""MSRA-style NER data -> MindRecord, with the flags of the model zoo's finetune_data_preprocess.py.
+"""MSRA NER data -> MindRecord, with the model zoo's finetune_data_preprocess.py flags and meaning.
 
-    python tools/finetune_data_preprocess.py --data_dir msra/train.txt --vocab_file vocab.txt \
-        --save_path data/msra_train.mindrecord --label2id labels.txt --max_seq_len 128 \
-        --class_filter "NAMEX" --split_begin 0.0 --split_end 0.8
+    python tools/finetune_data_preprocess.py --data_dir=/path/msra_dataset.xml --vocab_file=vocab.txt \
+        --save_path=data/msra_train.mindrecord --label2id=labels.txt --max_seq_len=128 \
+        --class_filter="NAMEX" --split_begin=0.0 --split_end=0.8
 
---data_dir: a BIO file (`character tag` a line, a blank line between sentences), or a directory whose .txt
-files are read in name order. --label2id: one label a line (or a json). --class_filter keeps only these entity
-types (comma-separated; the others become O). --split_begin/--split_end take that share of the sentences, so
-one file gives train (0.0-0.8) and eval (0.8-1.0) sets.
+--data_dir: the MSRA XML release (GB18030 or UTF-8; sentences of phrases whose child elements are labelled words,
+`<NAMEX TYPE="PERSON">...</NAMEX>`), or BIO text (`character tag` a line, a blank line between sentences), or a
+directory whose .txt files are BIO text, read in name order. --data_format auto tells XML by its first '<'.
+--label2id: the zoo's list of entity types, one a line ("PERSON"), standing for O and S_/B_/M_/E_ of each type in
+that order; or a full tag list / label2id json. --class_filter: for XML the element tags to label (the zoo's
+meaning: NAMEX labels names, TIMEX and NUMEX become O); for BIO the entity types to keep. Space or comma
+separated; empty labels everything. --split_begin/--split_end take that share of the sentences, so one file gives
+train (0.0-0.8) and eval (0.8-1.0) sets. A records card ({save_path}.task.json) is written beside the records.
 """
 from __future__ import annotations
 
@@ -18,13 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.cli import ArgumentParser, run_cli  # noqa: E402
-from src.finetune_data import TaggedExample, load_label2id, read_ner, tagging_features  # noqa: E402
+from src.finetune_data import (TaggedExample, load_ner_label2id, read_msra_xml, read_ner,  # noqa: E402
+                                tagging_features)
+from src.output_dir import file_sha256  # noqa: E402
 from src.records import write_records  # noqa: E402
+from src.task_card import TaskCard, write_records_card  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
 def keep_classes(example: TaggedExample, classes: set[str]) -> TaggedExample:
-    tags = [tag if tag == "O" or tag.split("-", 1)[-1] in classes else "O" for tag in example.tags]
+    tags = [tag if tag == "O" or tag[2:] in classes else "O" for tag in example.tags]
     return TaggedExample(example.tokens, tags, example.source)
 
 
@@ -35,25 +42,45 @@ def preprocess(argv: list[str]) -> None:
     parser.add_argument("--save_path", required=True)
     parser.add_argument("--label2id", required=True)
     parser.add_argument("--max_seq_len", type=int, default=128)
-    parser.add_argument("--class_filter", default="", help="entity types to keep, comma-separated (default: all)")
+    parser.add_argument("--class_filter", nargs="*", default=[],
+                        help="XML: element tags to label; BIO: entity types to keep (default: all)")
     parser.add_argument("--split_begin", type=float, default=0.0)
     parser.add_argument("--split_end", type=float, default=1.0)
+    parser.add_argument("--data_format", choices=("auto", "msra_xml", "bio"), default="auto")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.split_begin < args.split_end <= 1.0:
+        raise SystemExit(f"--split_begin {args.split_begin} / --split_end {args.split_end}: need 0 <= begin < end <= 1")
+    classes = {c for item in args.class_filter for c in item.replace(",", " ").split()} or None
     source = Path(args.data_dir)
+    if not source.exists():
+        raise SystemExit(f"--data_dir {source} does not exist: pass the MSRA XML file or BIO text")
     files = sorted(source.glob("*.txt")) if source.is_dir() else [source]
-    examples = [e for path in files for e in read_ner(path, "bio")]
-    if args.class_filter:
-        classes = {c.strip() for c in args.class_filter.split(",") if c.strip()}
-        examples = [keep_classes(e, classes) for e in examples]
+    if data_format(files[0] if files else source, args.data_format) == "msra_xml":
+        examples = [e for path in files for e in read_msra_xml(path, classes)]
+    else:
+        examples = [keep_classes(e, classes) if classes else e for path in files for e in read_ner(path, "bio")]
     examples = examples[int(len(examples) * args.split_begin):int(len(examples) * args.split_end)]
     if not examples:
         raise ValueError(f"--split_begin {args.split_begin} / --split_end {args.split_end} select no sentence")
     tokenizer = FullTokenizer(args.vocab_file)
-    label2id = load_label2id(args.label2id)
+    label2id = load_ner_label2id(args.label2id)
     rows = [tagging_features(e, tokenizer, label2id, args.max_seq_len, args.label2id) for e in examples]
     Path(args.save_path).parent.mkdir(parents=True, exist_ok=True)
     count = write_records(rows, args.save_path, "mindrecord")
-    print(f"wrote {count} sentences to {args.save_path}")
+    write_records_card(args.save_path, TaskCard(
+        task="ner", max_seq_length=args.max_seq_len, labels=tuple(sorted(label2id, key=label2id.get)),
+        vocab_sha256=file_sha256(args.vocab_file), vocab_file=str(Path(args.vocab_file).resolve())))
+    print(f"wrote {count} sentences to {args.save_path} ({len(label2id)} tags: {', '.join(list(label2id)[:6])}"
+          f"{' ...' if len(label2id) > 6 else ''})")
+
+
+def data_format(path: Path, requested: str) -> str:
+    """msra_xml when the file's first non-blank character is '<', else bio (for --data_format auto)."""
+    if requested != "auto":
+        return requested
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "msra_xml" if head.startswith(b"<") else "bio"
 
 
 def main(argv: list[str] | None = None) -> None:

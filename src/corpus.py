@@ -9,22 +9,36 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import sentencex
+
 from src.tokenization import not_utf8_message
 
-# A sentence ends at 。！？； (Chinese) or at . ! ? followed by white space and an upper-case letter,
-# a quote or a digit (English). Abbreviations ("e.g. the") rarely meet the second condition.
-_SENTENCE_END = re.compile(r"(?<=[。！？；])|(?:(?<=[.!?])|(?<=[.!?][\"”')\]]))\s+(?=[A-Z\"“(\[0-9])")
+# Chinese keeps its punctuation rule: a sentence ends after 。！？； and any closing quotes or brackets that follow
+# them (“好。” stays whole); Latin-script sentences inside Chinese text end at . ! ? before white space and an
+# upper-case letter, a quote or a digit. Every other language goes to sentencex, which knows ~300 languages.
+CHINESE_LANGUAGES = frozenset({"zh", "zh-yue", "yue", "wuu", "gan", "lzh", "zh-classical"})
+_CHINESE_END = re.compile(r"[。！？；][。！？；”’」』）》]*")
+_LATIN_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”')\]]))\s+(?=[A-Z\"“(\[0-9])")
+# wikiextractor leaves placeholders for formulas and code, and lines of bare punctuation: nothing to learn from.
+_MARKUP_DEBRIS = re.compile(r"^(?:(?:formula|codice)_\d+\W*|\W*)$")
 _DOC_START = re.compile(r'<doc id="[^"]*"[^>]*>')
 
 
-def split_sentences(paragraph: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(paragraph) if s and s.strip()]
+def split_sentences(paragraph: str, language: str) -> list[str]:
+    """Sentences of a paragraph, stripped, none dropped. language: a Wikipedia language code (en, ru, zh, ...)."""
+    if language in CHINESE_LANGUAGES:
+        marked = _LATIN_END.sub("\n", _CHINESE_END.sub(lambda end: end.group() + "\n", paragraph))
+        pieces = marked.split("\n")
+    else:
+        pieces = sentencex.segment(language, paragraph)
+    return [sentence.strip() for sentence in pieces if sentence.strip()]
 
 
-def wikiextractor_documents(lines: Iterable[str], min_sentence_chars: int = 10) -> Iterator[list[str]]:
+def wikiextractor_documents(lines: Iterable[str], language: str) -> Iterator[list[str]]:
     """Documents (lists of sentences) from wikiextractor output: <doc ...> title, paragraphs </doc>.
 
-    The title line and short lines (section headings, list stubs) are dropped.
+    The title line is dropped; section headings and short sentences stay (they are the document's structure);
+    markup debris (formula_1, codice_2, bare punctuation) goes.
     """
     document: list[str] | None = None
     skip_title = False
@@ -40,7 +54,7 @@ def wikiextractor_documents(lines: Iterable[str], min_sentence_chars: int = 10) 
             if skip_title:
                 skip_title = False
                 continue
-            document.extend(s for s in split_sentences(line) if len(s) >= min_sentence_chars)
+            document.extend(s for s in split_sentences(line, language) if not _MARKUP_DEBRIS.match(s))
 
 
 _PEOPLES_DAILY_TOKEN = re.compile(r"^\[?(?P<word>.+?)/(?P<tag>[A-Za-z]+)\]?(?:[a-z]+)?$")
@@ -67,7 +81,7 @@ def peoples_daily_documents(lines: Iterable[str], sentences_per_document: int = 
     document: list[str] = []
     for line in lines:
         text = "".join(word for word, _ in peoples_daily_words(line))
-        document.extend(split_sentences(text))
+        document.extend(split_sentences(text, "zh"))
         if len(document) >= sentences_per_document:
             yield document
             document = []

@@ -154,7 +154,7 @@ def split(args: argparse.Namespace, output: Path) -> dict:
                       output / f"train_{size}_seed{seed}.tsv", seed)
     unlabeled = [text for texts in rest.values() for text in texts]
     random.Random(args.test_seed).shuffle(unlabeled)
-    write_documents((split_sentences(text) or [text] for text in unlabeled), output / "pretrain_text.txt")
+    write_documents((split_sentences(text, "zh") or [text] for text in unlabeled), output / "pretrain_text.txt")
     (output / "labels.json").write_text(json.dumps({label: i for i, label in enumerate(by_label)}) + "\n")
     return {"texts": sum(map(len, by_label.values())), "test": len(test), "pretraining_texts": len(unlabeled)}
 

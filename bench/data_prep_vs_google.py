@@ -2,12 +2,11 @@
 create_pretraining_data.py (the bert-tensorflow package) on the same text and settings; and FullTokenizer
 throughput, ours against Google's.
 
-    python bench/data_prep_vs_google.py --google_python /path/to/venv/bin/python [--dupe_factor 2]
+    python bench/data_prep_vs_google.py [--google_python PYTHON] [--dupe_factor 2]
 
-Google's script is TF1 code. It runs under TensorFlow 2 through tf.compat.v1 (the shim below: the `tensorflow`
-module is replaced by `tensorflow.compat.v1` before the script is imported), in the Python given by --google_python,
-which needs `tensorflow-cpu` and `bert-tensorflow` (a venv of its own: they stay out of this project's
-requirements). Without it, only our side runs, and the script says so.
+Google's script is TF1 code. It runs under TensorFlow 2 through tests/google_bert.py (tf.compat.v1 plus two
+shimmed names), in the Python given by --google_python (default: this one; requirements-dev.txt installs
+tensorflow-cpu and bert-tensorflow). Without them, only our side runs, and the script says so.
 
 Text: the shipped English Wikipedia sample through wikiextractor, --repeat copies of it (one sentence a line, documents apart), a
 WordPiece vocab trained on it; seq 128, 20 predictions, masked_lm_prob 0.15, short_seq_prob 0.1, random seed
@@ -28,22 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GOOGLE_SHIM = """
-import sys
-import tensorflow.compat.v1 as tf
-sys.modules["tensorflow"] = tf
-from bert import create_pretraining_data
-from absl import app
-app.run(create_pretraining_data.main, argv=[sys.argv[0], *sys.argv[1:]])
-"""
-
 TOKENIZER_RUN = """
 import sys, time
 sys.path.insert(0, sys.argv[3])
 lines = [line for line in open(sys.argv[2], encoding="utf-8") if line.strip()]
 if sys.argv[1] == "google":
-    import tensorflow.compat.v1 as tf
-    sys.modules["tensorflow"] = tf
+    from tests.google_bert import import_google_bert
+    import_google_bert()
     from bert.tokenization import FullTokenizer
     from absl import flags
     flags.FLAGS.mark_as_parsed()  # its tokenization reads a flag (preserve_unused_tokens, default False)
@@ -58,7 +48,8 @@ print(len(lines) / (time.perf_counter() - start), tokens)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--google_python", default="", help="a Python with tensorflow-cpu and bert-tensorflow")
+    parser.add_argument("--google_python", default=sys.executable,
+                        help="a Python with tensorflow-cpu, tf-slim and bert-tensorflow (default: this one)")
     parser.add_argument("--dupe_factor", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=10,
                         help="copies of the sample's documents in the input, so start-up is a small share")
@@ -107,9 +98,12 @@ def main() -> None:
         tokenizer_rates = {"ours": subprocess.run(
             [sys.executable, "-c", TOKENIZER_RUN, "ours", str(text), str(ROOT), str(vocab)], check=True,
             capture_output=True, text=True, env=env).stdout.split()}
-        if args.google_python and Path(args.google_python).is_file():
+        has_google = subprocess.run([args.google_python, "-c", "import bert, tensorflow, tf_slim"],
+                                    capture_output=True).returncode == 0
+        if has_google:
             output = scratch / "google.tfrecord"
-            seconds = timed([args.google_python, "-c", GOOGLE_SHIM, f"--input_file={text}",
+            seconds = timed([args.google_python, str(ROOT / "tests" / "google_bert.py"), "create_pretraining_data",
+                             f"--input_file={text}",
                              f"--output_file={output}", f"--vocab_file={vocab}", "--do_lower_case=True",
                              *(f"{flag}={value}" for flag, value in zip(settings[::2], settings[1::2]))], env)
             rows["Google's (bert-tensorflow, TF 2 compat.v1)"] = (seconds, count_instances(output))
@@ -117,7 +111,8 @@ def main() -> None:
                 [args.google_python, "-c", TOKENIZER_RUN, "google", str(text), str(ROOT), str(vocab)], check=True,
                 capture_output=True, text=True, env=env).stdout.split()
         else:
-            print("Google's side skipped: pass --google_python, a Python with tensorflow-cpu and bert-tensorflow")
+            print(f"Google's side skipped: {args.google_python} lacks tensorflow-cpu, tf-slim or bert-tensorflow "
+                  f"(pip install -r requirements-dev.txt)")
     google = rows.get("Google's (bert-tensorflow, TF 2 compat.v1)")
     print(f"{documents} documents ({args.repeat} copies of the Wikipedia sample), dupe_factor {args.dupe_factor}, seq 128, 2 CPU cores; "
           f"wall clock including start-up")

@@ -41,7 +41,7 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return result
 
 
-def _import_google_bert():
+def import_google_bert():
     """tensorflow.compat.v1 in graph mode, with tf.contrib.layers (tf_slim) and tf.layers.dense supplied."""
     import tensorflow.compat.v1 as tf
     import tf_slim
@@ -62,14 +62,14 @@ def _import_google_bert():
 
 
 def create_pretraining_data(flags: list[str]) -> None:
-    _import_google_bert()
+    import_google_bert()
     from absl import app
     from bert import create_pretraining_data as google
     app.run(google.main, argv=[sys.argv[0], *flags])
 
 
 def tokenize(vocab: str, text_file: str, output: str, lower_case: str) -> None:
-    _import_google_bert()
+    import_google_bert()
     from absl import flags
     flags.FLAGS.mark_as_parsed()  # tokenization reads a flag (preserve_unused_tokens, default False)
     from bert.tokenization import FullTokenizer
@@ -107,7 +107,7 @@ def _feed(inputs: dict, arrays: dict) -> dict:
 
 def checkpoint(out_dir: str) -> None:
     """Every variable random (LayerNorm and biases too, so a misplaced one shows), saved by tf.train.Saver."""
-    tf = _import_google_bert()
+    tf = import_google_bert()
     from bert import modeling
     config = modeling.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                  intermediate_size=37, max_position_embeddings=64, type_vocab_size=2)
@@ -135,7 +135,7 @@ def checkpoint(out_dir: str) -> None:
 
 
 def restore(checkpoint_path: str, inputs_file: str, outputs_file: str) -> None:
-    tf = _import_google_bert()
+    tf = import_google_bert()
     from bert import modeling
     config = modeling.BertConfig.from_json_file(str(Path(checkpoint_path).parent / "bert_config.json"))
     arrays = dict(np.load(inputs_file))

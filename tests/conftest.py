@@ -1,9 +1,16 @@
 """Test set-up: the repository root on sys.path, MindSpore in graph mode on CPU (what CI has), and the real
 corpora the repository ships turned into text, vocabularies and records once per session."""
 import json
+import os
 import random
 import sys
 from pathlib import Path
+
+# transformers imports TensorFlow whenever it is installed (requirements-dev.txt has it for Google's reference
+# code), and TensorFlow's tf.train.Example protos clash with the tfrecord package's in one process ("Conflict
+# register for file tensorflow/core/example/feature.proto"). The tests use transformers' PyTorch models only;
+# TensorFlow runs in processes of its own (tests/google_bert.py, the converter in test_google_checkpoint.py).
+os.environ["USE_TF"] = "0"
 
 import mindspore as ms
 import pytest

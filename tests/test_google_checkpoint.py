@@ -1,6 +1,11 @@
 """Checkpoints written by TensorFlow in Google's layout: a real one (Google's modeling.py and run_pretraining.py
 heads, saved by tf.train.Saver) converts with Google's outputs, and ours converts back into one that Google's code
-restores. Google's side runs in its own process (tests/google_bert.py)."""
+restores. Google's side runs in its own process (tests/google_bert.py), and so does the converter when it imports
+TensorFlow (its protos clash with the tfrecord package's, which other tests load into this process)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.special import log_softmax
@@ -9,8 +14,16 @@ from src.bert_for_pre_training import BertForPreTraining
 from src.checkpoint import load_checkpoint_into, read_checkpoint
 from src.config import load_bert_config
 from tests import google_bert
+from tests.conftest import ROOT
 from tests.helpers import ms_outputs
 from tools import convert_checkpoint
+
+
+def convert(*flags):
+    """tools/convert_checkpoint.py in a fresh process, as a user runs it."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "convert_checkpoint.py"), *map(str, flags)],
+                            capture_output=True, text=True, env={**os.environ, "GLOG_v": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +34,7 @@ def google_checkpoint(tmp_path_factory):
 
 
 def ours_from_tf(checkpoint, output):
-    convert_checkpoint.main(["--from", "tf", "--input", str(checkpoint), "--output", str(output)])
+    convert("--from", "tf", "--input", checkpoint, "--output", output)
     network = BertForPreTraining(load_bert_config(output.with_suffix(".yaml")))
     load_checkpoint_into(network, output)
     return network
@@ -45,8 +58,8 @@ def test_tensorflow_checkpoint_converts_with_googles_outputs(google_checkpoint, 
 def test_mindspore_to_tensorflow_to_mindspore_is_bit_identical(google_checkpoint, tmp_path):
     ours_from_tf(google_checkpoint / "bert_model.ckpt", tmp_path / "ours.ckpt")
     exported = tmp_path / "tf" / "bert_model.ckpt"
-    convert_checkpoint.main(["--from", "ms", "--to", "tf", "--input", str(tmp_path / "ours.ckpt"),
-                             "--config", str(tmp_path / "ours.yaml"), "--output", str(exported)])
+    convert("--from", "ms", "--to", "tf", "--input", tmp_path / "ours.ckpt", "--config", tmp_path / "ours.yaml",
+            "--output", exported)
     # Google's graph restores every one of its variables from our file and computes the same outputs.
     google_bert.run("restore", exported, google_checkpoint / "inputs.npz", tmp_path / "restored.npz")
     expected, restored = np.load(google_checkpoint / "outputs.npz"), np.load(tmp_path / "restored.npz")

@@ -1,4 +1,4 @@
-"""Pretraining step of this project's cell against HuggingFace BertForPreTraining in PyTorch eager.
+"""Pretraining step of this project's cell against HuggingFace BertForPreTraining in PyTorch, eager and compiled.
 
     python bench/pretrain_step_vs_torch.py [--layers 4 --hidden 256 --seq 128 --batch 16 --rounds 5 --steps 10]
     python bench/pretrain_step_vs_torch.py --memory      # peak memory instead of speed
@@ -7,8 +7,10 @@ Speed: both sides in one process, alternating rounds so machine noise hits both 
 their ratio. Memory: each side in a child process of this script (two frameworks in one process cannot be told
 apart); prints each side's peak resident memory, its growth over the framework's import, and their ratio.
 
-Needs requirements-dev.txt (torch, transformers). Both sides: same shapes, MLM on 20 gathered positions, fp32,
-global-norm clipping; ours with Lamb and the dynamic loss scale on, torch with AdamW.
+Needs requirements-dev.txt (torch, transformers). All sides: same shapes, MLM on 20 gathered positions, fp32,
+global-norm clipping; ours with Lamb and the dynamic loss scale on, torch with AdamW (torch has no Lamb). The
+torch.compile side compiles the forward and loss (inductor, which needs a C++ compiler); it is skipped, with the
+reason printed, where compiling fails. --skip names sides to leave out (e.g. --skip torch.compile).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def parse_args() -> argparse.Namespace:
                           ("vocab", 8000), ("predictions", 20)):
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
-    parser.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)  # a --memory child
+    parser.add_argument("--skip", default="", help="comma-separated sides to leave out")
+    parser.add_argument("--side", choices=("ours", "torch", "torch.compile"), help=argparse.SUPPRESS)  # --memory child
     return parser.parse_args()
 
 
@@ -85,8 +88,9 @@ def import_torch() -> None:
     import transformers  # noqa: F401
 
 
-def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callable[[], None]:
-    """HF BertForPreTraining with the same MLM gathering and loss, AdamW, clip 1.0, in eager mode."""
+def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray], compiled: bool = False) -> Callable[[], None]:
+    """HF BertForPreTraining with the same MLM gathering and loss, AdamW, clip 1.0; eager, or the forward and loss
+    through torch.compile."""
     import torch
     from transformers import BertConfig as HFConfig, BertForPreTraining as HFPreTraining
     model = HFPreTraining(HFConfig(max_position_embeddings=512, **model_shape(args))).train()
@@ -94,13 +98,18 @@ def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callab
     t = {k: torch.tensor(v, dtype=torch.float32 if k == "masked_lm_weights" else torch.long) for k, v in batch.items()}
     rows = torch.arange(args.batch)[:, None]
 
-    def step() -> None:
+    def forward_loss() -> "torch.Tensor":
         sequence_output, pooled = model.bert(t["input_ids"], t["input_mask"], t["segment_ids"], return_dict=False)[:2]
         mlm, nsp = model.cls(sequence_output[rows, t["masked_lm_positions"]], pooled)
         nll = torch.nn.functional.cross_entropy(mlm.reshape(-1, args.vocab), t["masked_lm_ids"].reshape(-1),
                                                 reduction="none")
-        loss = (nll * t["masked_lm_weights"].reshape(-1)).sum() / (t["masked_lm_weights"].sum() + 1e-5) \
+        return (nll * t["masked_lm_weights"].reshape(-1)).sum() / (t["masked_lm_weights"].sum() + 1e-5) \
             + torch.nn.functional.cross_entropy(nsp, t["next_sentence_labels"].reshape(-1))
+
+    loss_of = torch.compile(forward_loss) if compiled else forward_loss
+
+    def step() -> None:
+        loss = loss_of()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -108,7 +117,15 @@ def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callab
     return step
 
 
-SIDES = {"ours": (import_ours, ours_step), "torch": (import_torch, torch_step)}
+SIDES = {"ours": (import_ours, ours_step), "torch": (import_torch, torch_step),
+         "torch.compile": (import_torch, lambda args, batch: torch_step(args, batch, compiled=True))}
+LABELS = {"ours": "ours (MindSpore graph, Lamb, loss scale)", "torch": "torch eager (HF BertForPreTraining, AdamW)",
+          "torch.compile": "torch.compile (inductor, same model, AdamW)"}
+
+
+def chosen_sides(args: argparse.Namespace) -> list[str]:
+    skipped = {name.strip() for name in args.skip.split(",") if name.strip()}
+    return [name for name in SIDES if name not in skipped]
 
 
 def peak_rss_mib() -> float:
@@ -128,20 +145,31 @@ def measure_memory_child(args: argparse.Namespace) -> None:
 
 def measure_memory(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     flags = [f"--{k}={v}" for k, v in vars(args).items() if isinstance(v, int) and not isinstance(v, bool)]
-    return {side: json.loads(subprocess.run([sys.executable, __file__, "--side", side, *flags], check=True,
-                                            capture_output=True, text=True).stdout.strip().splitlines()[-1])
-            for side in SIDES}
+    found = {}
+    for side in chosen_sides(args):
+        result = subprocess.run([sys.executable, __file__, "--side", side, *flags], capture_output=True, text=True)
+        if result.returncode == 0:
+            found[side] = json.loads(result.stdout.strip().splitlines()[-1])
+        else:
+            print(f"{side} skipped: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return found
 
 
 def measure_speed(args: argparse.Namespace) -> dict[str, float]:
     batch = make_batch(args)
     steps = {}
-    for name, (import_side, build) in SIDES.items():
+    for name in chosen_sides(args):
+        import_side, build = SIDES[name]
         import_side()
-        steps[name] = build(args, batch)
-    for step in steps.values():  # compile / warm up
-        for _ in range(3):
-            step()
+        try:
+            steps[name] = build(args, batch)
+            for _ in range(3):  # compile / warm up
+                steps[name]()
+        except Exception as error:
+            if name != "torch.compile":  # compiling can fail on a machine (no C++ compiler); the others must not
+                raise
+            steps.pop(name, None)
+            print(f"{name} skipped: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):
         for name, step in steps.items():
@@ -159,20 +187,22 @@ def main() -> None:
         return
     print(f"shape {args.layers}x{args.hidden}, seq {args.seq}, batch {args.batch}, {args.predictions} predictions, "
           f"fp32, CPU")
-    labels = {"ours": "ours (MindSpore graph, Lamb, loss scale)", "torch": "torch eager (HF BertForPreTraining, AdamW)"}
     if args.memory:
         memory = measure_memory(args)
-        for name, label in labels.items():
-            m = memory[name]
-            print(f"{label}: peak {m['peak']:.0f} MiB, {m['peak'] - m['after_import']:.0f} MiB over its import")
-        growth = {name: m["peak"] - m["after_import"] for name, m in memory.items()}
-        print(f"ratio ours / torch: peak {memory['ours']['peak'] / memory['torch']['peak']:.2f}, "
-              f"over import {growth['ours'] / growth['torch']:.2f}")
+        for name, m in memory.items():
+            print(f"{LABELS[name]}: peak {m['peak']:.0f} MiB, {m['peak'] - m['after_import']:.0f} MiB over its import")
+        if "ours" in memory:
+            for name in (n for n in memory if n != "ours"):
+                growth = {side: memory[side]["peak"] - memory[side]["after_import"] for side in ("ours", name)}
+                print(f"ratio ours / {name}: peak {memory['ours']['peak'] / memory[name]['peak']:.2f}, "
+                      f"over import {growth['ours'] / growth[name]:.2f}")
         return
     rates = measure_speed(args)
-    for name, label in labels.items():
-        print(f"{label}: {rates[name]:.2f} steps/s")
-    print(f"ratio ours / torch: {rates['ours'] / rates['torch']:.2f}")
+    for name, rate in rates.items():
+        print(f"{LABELS[name]}: {rate:.2f} steps/s")
+    if "ours" in rates:
+        for name in (n for n in rates if n != "ours"):
+            print(f"ratio ours / {name}: {rates['ours'] / rates[name]:.2f}")
 
 
 if __name__ == "__main__":

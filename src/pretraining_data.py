@@ -46,6 +46,20 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: 
             longer.pop()
 
 
+def shuffle_as_random(items: list, rng: random.Random) -> None:
+    """rng.shuffle(items) with the same draws and result, without its two Python calls per element (the hot spot of
+    instance creation: about 110 candidates an instance). Python's shuffle draws j = randbelow(i + 1) for i from
+    the end, randbelow taking getrandbits(bit length) until the value is below the bound."""
+    getrandbits = rng.getrandbits
+    for i in range(len(items) - 1, 0, -1):
+        bound = i + 1
+        bits = bound.bit_length()
+        j = getrandbits(bits)
+        while j >= bound:
+            j = getrandbits(bits)
+        items[i], items[j] = items[j], items[i]
+
+
 def create_masked_lm_predictions(tokens: list[str], options: MaskingOptions, vocab_words: Sequence[str],
                                  rng: random.Random, word_starts: Sequence[bool] | None = None
                                  ) -> tuple[list[str], list[int], list[str]]:
@@ -53,20 +67,23 @@ def create_masked_lm_predictions(tokens: list[str], options: MaskingOptions, voc
     token, keep 10%. With whole-word masking, the pieces of a word are chosen together: a piece continues a word
     if it starts with "##" or word_starts (Chinese segmenter output) says it is not a word start.
     """
-    candidates: list[list[int]] = []
-    for index, token in enumerate(tokens):
-        if token in (CLS, SEP):
-            continue
-        continues = token.startswith("##") or (word_starts is not None and not word_starts[index])
-        if options.do_whole_word_mask and candidates and continues:
-            candidates[-1].append(index)
-        else:
-            candidates.append([index])
-    rng.shuffle(candidates)
+    if options.do_whole_word_mask:
+        candidates: list[list[int]] = []
+        for index, token in enumerate(tokens):
+            if token in (CLS, SEP):
+                continue
+            if candidates and (token.startswith("##") or (word_starts is not None and not word_starts[index])):
+                candidates[-1].append(index)
+            else:
+                candidates.append([index])
+    else:  # one position a candidate: the same draws as Google's list of one-element lists
+        candidates = [[index] for index, token in enumerate(tokens) if token != CLS and token != SEP]
+    shuffle_as_random(candidates, rng)
     output_tokens = list(tokens)
     num_to_predict = min(options.max_predictions_per_seq, max(1, int(round(len(tokens) * options.masked_lm_prob))))
     masked: list[tuple[int, str]] = []
     covered: set[int] = set()
+    random_draw, last_word = rng.random, len(vocab_words) - 1
     for index_set in candidates:
         if len(masked) >= num_to_predict:
             break
@@ -74,12 +91,12 @@ def create_masked_lm_predictions(tokens: list[str], options: MaskingOptions, voc
             continue
         for index in index_set:
             covered.add(index)
-            if rng.random() < 0.8:
+            if random_draw() < 0.8:
                 replacement = MASK
-            elif rng.random() < 0.5:
+            elif random_draw() < 0.5:
                 replacement = tokens[index]
             else:
-                replacement = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+                replacement = vocab_words[rng.randint(0, last_word)]
             output_tokens[index] = replacement
             masked.append((index, tokens[index]))
     masked.sort()

@@ -1,7 +1,9 @@
 """Record files: TFRecord (tf.train.Example, readable by TensorFlow and by MindSpore's TFRecordDataset) with the
 schema json the model zoo uses, or MindRecord. Shared by pretraining and task data.
 
-TFRecords are written with the `tfrecord` package (no TensorFlow needed); MindRecord with mindspore.mindrecord.
+TFRecords are tf.train.Example protos (the `tfrecord` package's copy, no TensorFlow needed), serialized
+deterministically (features sorted by name: protobuf's default map order changes from process to process, so the
+same records came out as different bytes), in TFRecord framing; MindRecord with mindspore.mindrecord.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Iterable, Iterator, Mapping
 
 import crc32c
 import numpy as np
-from tfrecord.writer import TFRecordWriter
+from tfrecord import example_pb2
 
 Features = Mapping[str, np.ndarray]
 RECORD_SUFFIX = {"tfrecord": ".tfrecord", "mindrecord": ".mindrecord"}
@@ -23,18 +25,28 @@ def _schema_type(array: np.ndarray) -> str:
     return "float32" if array.dtype.kind == "f" else "int64"
 
 
+def serialize_example(row: Features) -> bytes:
+    """A tf.train.Example of int64 / float lists, the same bytes for the same row in every process."""
+    example = example_pb2.Example()
+    for name, value in row.items():
+        feature = example.features.feature[name]
+        (feature.float_list if value.dtype.kind == "f" else feature.int64_list).value.extend(value.reshape(-1).tolist())
+    return example.SerializeToString(deterministic=True)
+
+
 def write_tfrecord(rows: Iterable[Features], path: str | Path) -> int:
     """Write rows as tf.train.Example records (int64 / float lists); atomic; returns the row count."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     count = 0
-    writer = TFRecordWriter(str(partial))
     try:
-        for row in rows:
-            writer.write({name: (value.reshape(-1).tolist(), "float" if value.dtype.kind == "f" else "int")
-                          for name, value in row.items()})
-            count += 1
-        writer.close()
+        with open(partial, "wb") as handle:
+            for row in rows:
+                data = serialize_example(row)
+                length = struct.pack("<Q", len(data))
+                handle.write(b"".join((length, struct.pack("<I", _masked_crc(length)), data,
+                                       struct.pack("<I", _masked_crc(data)))))
+                count += 1
         os.replace(partial, path)
     finally:
         if partial.exists():

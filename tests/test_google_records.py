@@ -1,7 +1,7 @@
 """Records from Google's create_pretraining_data.py (bert-tensorflow, run by tests/google_bert.py) against those of
 tools/create_pretraining_data.py, on the same shipped text and settings: Google's records load into run_pretrain.py
-and pretrain_eval.py unchanged; with the corpus in one shard and the same seed ours writes Google's file byte for
-byte; sharded (random next sentences drawn within a shard) and with whole-word masking the instance statistics agree
+and pretrain_eval.py unchanged; with the corpus in one shard and the same seed ours writes Google's records, every
+column of every record in Google's order; sharded (random next sentences drawn within a shard) and with whole-word masking the instance statistics agree
 within sampling error.
 
 Google's algorithm (ours follows it) draws the target length once per document, so instances of one document are
@@ -49,11 +49,19 @@ def our_records(wiki_text_dir, wiki_vocab, output, whole_word=False, docs_per_sh
     return output
 
 
-def test_one_shard_is_googles_file_byte_for_byte(google_records, wiki_text_dir, wiki_vocab, tmp_path):
-    """Same text, vocab, settings and seed: Google's algorithm, random draws included, is followed exactly."""
+def test_one_shard_gives_googles_instances_in_googles_order(google_records, wiki_text_dir, wiki_vocab, tmp_path):
+    """Same text, vocab, settings and seed: Google's algorithm, random draws included, is followed exactly; every
+    column of every record is Google's, in Google's order. (The files' bytes differ only in the order of a record's
+    features: protobuf's default map order changes from process to process; ours are sorted.)"""
     ours = sorted(our_records(wiki_text_dir, wiki_vocab, tmp_path).glob("*.tfrecord"))
     assert len(ours) == 1
-    assert ours[0].read_bytes() == (google_records / "google.tfrecord").read_bytes()
+    google = list(iter_tfrecord(google_records / "google.tfrecord"))
+    mine = list(iter_tfrecord(ours[0]))
+    assert len(mine) == len(google) > 10000
+    for index, (record, reference) in enumerate(zip(mine, google)):
+        assert record.keys() == reference.keys(), index
+        for name, value in reference.items():
+            assert value.dtype == record[name].dtype and np.array_equal(value, record[name]), (index, name)
 
 
 @pytest.fixture(scope="module")

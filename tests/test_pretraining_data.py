@@ -2,7 +2,10 @@
 by tools/create_pretraining_data.py are reproducible and read back unchanged by MindSpore."""
 import filecmp
 import json
+import os
 import random
+import subprocess
+import sys
 
 import mindspore.dataset as ds
 import numpy as np
@@ -12,6 +15,7 @@ from src.corpus import read_documents
 from src.pretraining_data import (CLS, MASK, SEP, MaskingOptions, chinese_word_starts, create_training_instances,
                                   instance_to_features)
 from src.tokenization import FullTokenizer
+from tests.conftest import ROOT
 from tools import create_pretraining_data
 
 
@@ -105,10 +109,16 @@ def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_p
     one = make_records(tmp_path, "one", files, wiki_vocab, "--processes", "1")
     two = make_records(tmp_path, "two", files, wiki_vocab, "--processes", "2")
     other_seed = make_records(tmp_path, "seed", files, wiki_vocab, "--processes", "1", "--random_seed", "1")
+    fresh = tmp_path / "fresh"  # another Python process: protobuf's map order is per process unless made deterministic
+    subprocess.run([sys.executable, str(ROOT / "tools" / "create_pretraining_data.py"), "--input_file",
+                    ",".join(map(str, files)), "--output_dir", str(fresh), "--vocab_file", str(wiki_vocab),
+                    "--dupe_factor", "1", "--docs_per_shard", "40", "--processes", "1"], check=True,
+                   capture_output=True, env={**os.environ, "GLOG_v": "3"})
     shards = sorted(p.name for p in one.iterdir())
-    assert len(shards) >= 3 and shards == sorted(p.name for p in two.iterdir())
-    _, mismatch, errors = filecmp.cmpfiles(one, two, shards, shallow=False)
-    assert not mismatch and not errors
+    assert len(shards) >= 3 and shards == sorted(p.name for p in two.iterdir()) == sorted(p.name for p in fresh.iterdir())
+    for other in (two, fresh):
+        _, mismatch, errors = filecmp.cmpfiles(one, other, shards, shallow=False)
+        assert not mismatch and not errors
     assert not filecmp.cmp(one / "part-00000.tfrecord", other_seed / "part-00000.tfrecord", shallow=False)
 
 

@@ -8,9 +8,17 @@ their ratio. Memory: each side in a child process of this script (two frameworks
 apart); prints each side's peak resident memory, its growth over the framework's import, and their ratio.
 
 Needs requirements-dev.txt (torch, transformers). All sides: same shapes, MLM on 20 gathered positions, fp32,
-global-norm clipping; ours with Lamb and the dynamic loss scale on, torch with AdamW (torch has no Lamb). The
+clipping; ours with the dynamic loss scale on and Lamb (--optimizer AdamWeightDecay to match the others), torch
+with AdamW (torch has no Lamb). The
 torch.compile side compiles the forward and loss (inductor, which needs a C++ compiler); it is skipped, with the
 reason printed, where compiling fails. --skip names sides to leave out (e.g. --skip torch.compile).
+
+The MindSpore model zoo's BERT (its BertNetworkWithLoss and BertTrainOneStepCell, as its run_pretrain.py builds
+them on CPU: enable_lossscale false, since its loss-scale cell reads the NPU float status, which the CPU lacks;
+optimizer AdamWeightDecay, the zoo's other choice, since MindSpore's fused Lamb op has no CPU kernel; it clips each
+gradient by its own norm, not the global norm) runs with --zoo_dir, the official/nlp/Bert directory of a mindspore-ai/models checkout outside this
+repository (never vendored: its `src` package would clash with ours, so it runs in a child process that this
+script drives round by round). Without --zoo_dir that side is skipped, and the script says so.
 """
 from __future__ import annotations
 
@@ -41,7 +49,11 @@ def parse_args() -> argparse.Namespace:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
     parser.add_argument("--skip", default="", help="comma-separated sides to leave out")
-    parser.add_argument("--side", choices=("ours", "torch", "torch.compile"), help=argparse.SUPPRESS)  # --memory child
+    parser.add_argument("--optimizer", choices=("Lamb", "AdamWeightDecay"), default="Lamb",
+                        help="ours: Lamb (what a user runs) or AdamWeightDecay (what torch and the zoo run on CPU)")
+    parser.add_argument("--zoo_dir", default="", help="mindspore-ai/models official/nlp/Bert directory (optional)")
+    parser.add_argument("--side", choices=("ours", "torch", "torch.compile", "zoo"), help=argparse.SUPPRESS)  # child
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # child: a round per stdin line
     return parser.parse_args()
 
 
@@ -75,7 +87,7 @@ def ours_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callabl
     from src.optim import create_optimizer
     from src.train_step import TrainOneStepCell
     network = BertNetworkWithLoss(BertConfig(seq_length=args.seq, **model_shape(args)))
-    optimizer = create_optimizer("Lamb", OptimizerSettings(learning_rate=1e-4, warmup_steps=0),
+    optimizer = create_optimizer(args.optimizer, OptimizerSettings(learning_rate=1e-4, warmup_steps=0),
                                  network.trainable_params(), decay_steps=10000)
     cell = TrainOneStepCell(network, optimizer, LossScaleSettings(65536.0, 2, 1000), 1.0)
     cell.set_train()
@@ -117,15 +129,63 @@ def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray], compiled:
     return step
 
 
+def zoo_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+    """The model zoo's pretraining network and train cell as its run_pretrain.py wires them on CPU (AdamWeightDecay
+    with a polynomial-decay rate, no loss scale). Runs only in a child process: its package is also `src`."""
+    sys.path.insert(0, str(Path(args.zoo_dir).resolve()))
+    for name in [module for module in sys.modules if module == "src" or module.startswith("src.")]:
+        del sys.modules[name]
+    import mindspore as ms
+    from mindspore import nn
+    from src.bert_for_pre_training import BertNetworkWithLoss, BertTrainOneStepCell
+    from src.bert_model import BertConfig
+    shape = model_shape(args)
+    network = BertNetworkWithLoss(BertConfig(seq_length=args.seq, type_vocab_size=2, **shape), True)
+    learning_rate = nn.PolynomialDecayLR(1e-4, 0.0, 10000, 1.0)
+    optimizer = nn.AdamWeightDecay(network.trainable_params(), learning_rate, eps=1e-6, weight_decay=0.01)
+    cell = BertTrainOneStepCell(network, optimizer)
+    cell.set_train()
+    inputs = [ms.Tensor(batch[k].astype(np.float32 if k == "masked_lm_weights" else np.int32)) for k in COLUMNS]
+    return lambda: cell(*inputs)[0].asnumpy()
+
+
 SIDES = {"ours": (import_ours, ours_step), "torch": (import_torch, torch_step),
-         "torch.compile": (import_torch, lambda args, batch: torch_step(args, batch, compiled=True))}
-LABELS = {"ours": "ours (MindSpore graph, Lamb, loss scale)", "torch": "torch eager (HF BertForPreTraining, AdamW)",
-          "torch.compile": "torch.compile (inductor, same model, AdamW)"}
+         "torch.compile": (import_torch, lambda args, batch: torch_step(args, batch, compiled=True)),
+         "zoo": (import_ours, zoo_step)}
+LABELS = {"ours": "ours (MindSpore graph, loss scale)", "torch": "torch eager (HF BertForPreTraining, AdamW)",
+          "torch.compile": "torch.compile (inductor, same model, AdamW)",
+          "zoo": "model zoo BERT (MindSpore graph, AdamWeightDecay, no loss scale)"}
+CHILD_SIDES = {"zoo"}  # sides that run in a child process of their own
 
 
 def chosen_sides(args: argparse.Namespace) -> list[str]:
     skipped = {name.strip() for name in args.skip.split(",") if name.strip()}
+    zoo_code = Path(args.zoo_dir) / "src" / "bert_for_pre_training.py"
+    if "zoo" not in skipped and not (args.zoo_dir and zoo_code.is_file()):
+        print(f"zoo side skipped: pass --zoo_dir, the official/nlp/Bert directory of a mindspore-ai/models checkout"
+              f"{f' ({args.zoo_dir} has no src/bert_for_pre_training.py)' if args.zoo_dir else ''}")
+        skipped.add("zoo")
     return [name for name in SIDES if name not in skipped]
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Child: build one side, warm it up, say "ready"; then for each stdin line run a round and print steps/s."""
+    import_side, build = SIDES[args.side]
+    import_side()
+    step = build(args, make_batch(args))
+    for _ in range(3):
+        step()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        print(args.steps / (time.perf_counter() - start), flush=True)
+
+
+def child_flags(args: argparse.Namespace) -> list[str]:
+    flags = [f"--{k}={v}" for k, v in vars(args).items() if isinstance(v, int) and not isinstance(v, bool)]
+    return flags + [f"--optimizer={args.optimizer}"] + ([f"--zoo_dir={args.zoo_dir}"] if args.zoo_dir else [])
 
 
 def peak_rss_mib() -> float:
@@ -144,10 +204,10 @@ def measure_memory_child(args: argparse.Namespace) -> None:
 
 
 def measure_memory(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    flags = [f"--{k}={v}" for k, v in vars(args).items() if isinstance(v, int) and not isinstance(v, bool)]
     found = {}
     for side in chosen_sides(args):
-        result = subprocess.run([sys.executable, __file__, "--side", side, *flags], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, __file__, "--side", side, *child_flags(args)], capture_output=True,
+                                text=True)
         if result.returncode == 0:
             found[side] = json.loads(result.stdout.strip().splitlines()[-1])
         else:
@@ -159,6 +219,9 @@ def measure_speed(args: argparse.Namespace) -> dict[str, float]:
     batch = make_batch(args)
     steps = {}
     for name in chosen_sides(args):
+        if name in CHILD_SIDES:
+            steps[name] = served_side(args, name)
+            continue
         import_side, build = SIDES[name]
         import_side()
         try:
@@ -174,19 +237,36 @@ def measure_speed(args: argparse.Namespace) -> dict[str, float]:
     for _ in range(args.rounds):
         for name, step in steps.items():
             start = time.perf_counter()
-            for _ in range(args.steps):
+            for _ in range(1 if name in CHILD_SIDES else args.steps):  # a child side runs a whole round a call
                 step()
             rates[name].append(args.steps / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def served_side(args: argparse.Namespace, name: str) -> Callable[[], None]:
+    """A side in a child process (started and warmed up now); calling the result runs args.steps steps there."""
+    child = subprocess.Popen([sys.executable, __file__, "--side", name, "--serve", *child_flags(args)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if child.stdout.readline().strip() != "ready":
+        raise SystemExit(f"the {name} side failed to start (its error is above)")
+
+    def run_round() -> None:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        child.stdout.readline()
+    return run_round
+
+
 def main() -> None:
     args = parse_args()
+    if args.side and args.serve:
+        serve(args)
+        return
     if args.side:
         measure_memory_child(args)
         return
     print(f"shape {args.layers}x{args.hidden}, seq {args.seq}, batch {args.batch}, {args.predictions} predictions, "
-          f"fp32, CPU")
+          f"fp32, CPU; ours with {args.optimizer}")
     if args.memory:
         memory = measure_memory(args)
         for name, m in memory.items():

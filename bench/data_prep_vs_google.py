@@ -32,14 +32,11 @@ import sys, time
 sys.path.insert(0, sys.argv[3])
 lines = [line for line in open(sys.argv[2], encoding="utf-8") if line.strip()]
 if sys.argv[1] == "google":
-    from tests.google_bert import import_google_bert
-    import_google_bert()
-    from bert.tokenization import FullTokenizer
-    from absl import flags
-    flags.FLAGS.mark_as_parsed()  # its tokenization reads a flag (preserve_unused_tokens, default False)
+    from tests.google_bert import google_full_tokenizer
+    tokenizer = google_full_tokenizer(sys.argv[4], True)
 else:
     from src.tokenization import FullTokenizer
-tokenizer = FullTokenizer(sys.argv[4], True)
+    tokenizer = FullTokenizer(sys.argv[4], True)
 start = time.perf_counter()
 tokens = sum(len(tokenizer.tokenize(line)) for line in lines)
 print(len(lines) / (time.perf_counter() - start), tokens)

@@ -68,12 +68,17 @@ def create_pretraining_data(flags: list[str]) -> None:
     app.run(google.main, argv=[sys.argv[0], *flags])
 
 
-def tokenize(vocab: str, text_file: str, output: str, lower_case: str) -> None:
+def google_full_tokenizer(vocab: str, do_lower_case: bool):
+    """Google's tokenization.FullTokenizer (in this process: it imports TensorFlow)."""
     import_google_bert()
     from absl import flags
     flags.FLAGS.mark_as_parsed()  # tokenization reads a flag (preserve_unused_tokens, default False)
     from bert.tokenization import FullTokenizer
-    tokenizer = FullTokenizer(vocab, do_lower_case=lower_case == "true")
+    return FullTokenizer(vocab, do_lower_case=do_lower_case)
+
+
+def tokenize(vocab: str, text_file: str, output: str, lower_case: str) -> None:
+    tokenizer = google_full_tokenizer(vocab, lower_case == "true")
     with open(text_file, encoding="utf-8") as handle:
         tokens = [tokenizer.tokenize(line.rstrip("\n")) for line in handle]
     Path(output).write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")

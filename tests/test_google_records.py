@@ -1,8 +1,8 @@
 """Records from Google's create_pretraining_data.py (bert-tensorflow, run by tests/google_bert.py) against those of
 tools/create_pretraining_data.py, on the same shipped text and settings: Google's records load into run_pretrain.py
 and pretrain_eval.py unchanged; with the corpus in one shard and the same seed ours writes Google's records, every
-column of every record in Google's order; sharded (random next sentences drawn within a shard) and with whole-word masking the instance statistics agree
-within sampling error.
+column of every record in Google's order; sharded (random next sentences drawn within a shard) and with whole-word
+masking the instance statistics agree within sampling error.
 
 Google's algorithm (ours follows it) draws the target length once per document, so instances of one document are
 not independent: with this text's ~100 articles the mean length moves by several tokens from seed to seed. The

@@ -52,6 +52,21 @@ def activation(name: str) -> nn.Cell:
     return nn.ReLU()
 
 
+class BiasAdd(nn.Cell):
+    """rows + bias, with a bprop of its own: the bias gradient as a ReduceSum over the rows. MindSpore's
+    BiasAddGrad kernel took 2-3x as long on CPU (11% of the step at 4 layers x 256: bench/RESULTS.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sum_rows = ops.ReduceSum()  # a primitive: functional ops inside a bprop failed to compile
+
+    def construct(self, rows: Tensor, bias: Tensor) -> Tensor:
+        return ops.bias_add(rows, bias)
+
+    def bprop(self, rows: Tensor, bias: Tensor, out: Tensor, dout: Tensor) -> tuple[Tensor, Tensor]:
+        return dout, self.sum_rows(dout, 0)
+
+
 # Matrix products go through the MatMul / BatchMatMul primitives (flattened to 2-D for the linear layers): in
 # graph mode on CPU, ops.dense and ops.matmul kept buffers of each call alive instead of reusing their memory
 # (4x the output per linear layer; bench/pretrain_step_vs_torch.py --memory).
@@ -66,10 +81,11 @@ class Dense(nn.Cell):
         self.bias = Parameter(initializer("zeros", [out_features], ms.float32), name="bias")
         self.compute_type = ms_dtype(compute_type)
         self.matmul = ops.MatMul(transpose_b=True)
+        self.bias_add = BiasAdd()
 
     def construct(self, x: Tensor) -> Tensor:
         rows = self.matmul(x.reshape(-1, x.shape[-1]).astype(self.compute_type), self.weight.astype(self.compute_type))
-        return ops.bias_add(rows, self.bias.astype(self.compute_type)).reshape(x.shape[:-1] + (-1,))
+        return self.bias_add(rows, self.bias.astype(self.compute_type)).reshape(x.shape[:-1] + (-1,))
 
 
 class LayerNorm(nn.Cell):

@@ -1,13 +1,17 @@
 """The train-one-step cell shared by pretraining and every finetuning task.
 
 One cell, in the model zoo's loss-scale pattern, for any network that returns a scalar loss:
-scaled backward pass -> unscale -> optional accumulation over N micro-batches -> data-parallel gradient mean
+scaled backward pass -> optional accumulation over N micro-batches (unscaled) -> data-parallel gradient mean
 (once per optimizer step: with accumulation, at the end of the window, not after every micro-batch) ->
-overflow check -> loss-scale update -> global-norm clip -> optimizer step, skipped on overflow.
+global norm -> overflow check -> loss-scale update -> unscale and global-norm clip in one multiplication ->
+optimizer step, skipped on overflow.
 It also owns the dropout step counter (see src/dropout.py): one more per call, saved with
 its checkpoint, so a resumed run draws the dropout masks the uninterrupted run would have drawn.
-The overflow check tests that every gradient is finite instead of reading the NPU float status that
-nn.TrainOneStepWithLossScaleCell uses, so it runs on CPU, GPU and Ascend alike.
+The overflow check tests that the gradients' global norm is finite instead of reading the NPU float status
+that nn.TrainOneStepWithLossScaleCell uses, so it runs on CPU, GPU and Ascend alike; the same norm then clips.
+(A scaled gradient so large that its square overflows float32, above 1.8e19, also counts as an overflow: the
+loss scale halves, as for an inf.) Each gradient goes through one Mul after the backward pass: on CPU every
+per-gradient op costs a parameter-sized buffer and a kernel launch (bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -18,13 +22,14 @@ from mindspore.context import ParallelMode
 
 from src.dropout import seed_dropout
 from src.config import LossScaleSettings
+from src.optim import squared_norm
 
 
 # Per-gradient work goes through HyperMap: on CPU in graph mode, the same ops written as a Python loop over the
 # gradients kept every intermediate alive: about 100 MiB a layer more in the pretraining step of
 # bench/pretrain_step_vs_torch.py --memory.
-def _is_finite(gradient: Tensor) -> Tensor:
-    return ops.isfinite(gradient).all()
+def _scaled(factor: Tensor, gradient: Tensor) -> Tensor:
+    return gradient.astype(ms.float32) * factor
 
 
 def _divided(divisor: Tensor, gradient: Tensor) -> Tensor:
@@ -75,29 +80,35 @@ class TrainOneStepCell(nn.Cell):
         loss = self.network(*inputs)
         scale = self.loss_scale.value()
         grads = self.grad(self.network, self.weights)(*inputs, scale.astype(loss.dtype))
-        grads = self.hyper_map(ops.partial(_divided, scale), grads)
+        divisor = scale  # what the gradients are multiplied by: undone below, with the clipping, in one Mul each
         # After both passes through the network (loss and gradients), which so drew the same masks.
         ops.assign_add(self.dropout_step, Tensor(1, ms.int32))
         if self.accumulation_steps > 1:
+            grads = self.hyper_map(ops.partial(_divided, scale), grads)
             for buffer, grad in zip(self.accumulated_grads, grads):
                 ops.assign_add(buffer, grad)
             ops.assign_add(self.micro_step, Tensor(1, ms.int32))
             if self.micro_step % self.accumulation_steps != 0:
-                return loss, self.overflowed(grads), scale  # this device's micro-batch, for the log
+                return loss, ops.logical_not(ops.isfinite(self.global_norm(grads))), scale  # for the log
             grads = self.hyper_map(ops.partial(_divided, Tensor(self.accumulation_steps, ms.float32)),
-                                   self.accumulated_grads)
+                                   self.accumulated_grads)  # new tensors, read before the buffers are zeroed
             for buffer in self.accumulated_grads:
                 ops.assign(buffer, ops.zeros_like(buffer))
+            divisor = ops.ones_like(scale)
         if self.reducer is not None:
             grads = self.reducer(grads)
-        overflow = self.overflowed(grads)  # the same on every device: the reduced gradients
+        norm = self.global_norm(grads) / divisor  # the same on every device: the reduced gradients
+        overflow = ops.logical_not(ops.isfinite(norm))
         if self.scale_update is not None:
             overflow = self.scale_update(self.loss_scale, overflow)
+        factor = 1.0 / divisor
         if self.clip_norm is not None:
-            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+            factor = factor * (self.clip_norm / ops.maximum(norm, self.clip_norm))
+        grads = self.hyper_map(ops.partial(_scaled, factor), grads)
         if not overflow:
             loss = ops.depend(loss, self.optimizer(grads))
         return loss, overflow, scale
 
-    def overflowed(self, grads: tuple[Tensor, ...]) -> Tensor:
-        return ops.logical_not(ops.stack(self.hyper_map(_is_finite, grads)).all())
+    def global_norm(self, grads: tuple[Tensor, ...]) -> Tensor:
+        """The L2 norm of all gradients together (not finite if any gradient is not)."""
+        return ops.sqrt(ops.addn(self.hyper_map(squared_norm, grads)))

@@ -110,6 +110,26 @@ def test_accumulating_micro_batches_equals_one_step_on_the_concatenated_batch(ma
     assert changed > 0.9 * len(before)
 
 
+def test_scaled_gradients_are_unscaled_and_clipped_to_the_global_norm():
+    """Momentum's first step moves the weights by -lr * g: a run without loss scale or clipping reads g; with the
+    loss scale on, clip_norm = 0.1 |g| scales every gradient by 0.1, and a clip_norm above |g| changes nothing."""
+    batch = inputs(make_batch(2, 4, 16, 99, [16, 12, 9, 16], 3))
+
+    def first_step(loss_scale, clip_norm):
+        network = small_network()
+        before = weights_of(network)
+        TrainOneStepCell(network, momentum(network), loss_scale, clip_norm)(*batch)
+        return {name: value - before[name] for name, value in weights_of(network).items()}
+
+    plain = first_step(None, None)
+    norm = np.sqrt(sum(np.square(d.astype(np.float64)).sum() for d in plain.values())) / 0.1  # |g|, lr 0.1
+    scaled = LossScaleSettings(initial=2.0 ** 10, factor=2, window=1000)
+    for clip_norm, factor in ((0.1 * norm, 0.1), (2.0 * norm, 1.0)):
+        moved = first_step(scaled, clip_norm)
+        for name, delta in plain.items():
+            np.testing.assert_allclose(moved[name], factor * delta, rtol=1e-3, atol=1e-7, err_msg=name)
+
+
 def test_an_inf_gradient_skips_the_update_halves_the_scale_and_the_scale_grows_after_the_window():
     network = small_network()
     optimizer = lamb(network)

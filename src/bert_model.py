@@ -64,7 +64,8 @@ class BiasAdd(nn.Cell):
         return ops.bias_add(rows, bias)
 
     def bprop(self, rows: Tensor, bias: Tensor, out: Tensor, dout: Tensor) -> tuple[Tensor, Tensor]:
-        return dout, self.sum_rows(dout, 0)
+        # summed in float32 whatever the compute type: thousands of fp16 rows would lose the small ones
+        return dout, self.sum_rows(dout.astype(ms.float32), 0).astype(bias.dtype)
 
 
 # Matrix products go through the MatMul / BatchMatMul primitives (flattened to 2-D for the linear layers): in

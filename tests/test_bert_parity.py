@@ -59,3 +59,27 @@ def test_pretraining_loss_matches_huggingface(models):
         reference = hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
                        next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long))
     assert loss == pytest.approx(reference.loss.item(), abs=ATOL)
+
+
+def test_pretraining_gradients_match_huggingface(models):
+    """Every parameter's gradient of the pretraining loss equals torch autograd's on HF's model: the backward pass,
+    custom bprops included (GELU, bias add), and the tied decoder weight and bias."""
+    hf, ours = models
+    batch = make_batch(4, 3, 16, SMALL["vocab_size"], LENGTHS["padding"], n_masked=4)
+    with_loss = BertNetworkWithLoss(ours.bert.config)
+    load_into(with_loss, {p.name: p.asnumpy() for p in ours.get_parameters()}, "converted model")
+    with_loss.set_train(False)  # no dropout on either side; gradients still flow
+    order = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
+             "masked_lm_ids", "masked_lm_weights")
+    weights = ms.ParameterTuple(with_loss.trainable_params())
+    grads = ms.ops.GradOperation(get_by_list=True)(with_loss, weights)(*(ms.Tensor(batch[k]) for k in order))
+    hf.zero_grad()
+    hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
+       next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long)).loss.backward()
+    compared = 0
+    for parameter, grad in zip(weights, grads):
+        expected = hf.get_parameter(parameter.name).grad.numpy()
+        np.testing.assert_allclose(grad.asnumpy(), expected, atol=1e-5 + 1e-3 * np.abs(expected).max(), rtol=0,
+                                   err_msg=parameter.name)
+        compared += 1
+    assert compared == len(list(hf.parameters()))  # each of HF's (parameters() counts tied ones once)

@@ -82,7 +82,7 @@ def consumed(records: Path, layers: int, hidden: int, args: argparse.Namespace, 
             break
     batch = {name: np.stack([row[name] for row in rows]) for name in step_bench.COLUMNS}
     shape = argparse.Namespace(layers=layers, hidden=hidden, seq=args.seq, batch=args.batch, vocab=vocab,
-                               predictions=batch["masked_lm_positions"].shape[1])
+                               predictions=batch["masked_lm_positions"].shape[1], optimizer="Lamb")
     step = step_bench.ours_step(shape, batch)
     for _ in range(3):
         step()

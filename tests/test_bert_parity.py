@@ -11,6 +11,8 @@ from tests.helpers import SMALL, convert_hf, gather_hf_mlm, hf_mlm_labels, make_
 
 ATOL = 1e-4
 LENGTHS = {"no_padding": [16, 16, 16], "padding": [16, 11, 5]}
+RECORD_ORDER = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
+                "masked_lm_ids", "masked_lm_weights")
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +48,30 @@ def test_padding_changes_nothing_for_real_tokens(models):
     assert np.abs(a["sequence"][0, 9:] - b["sequence"][0, 9:]).max() > 1e-3
 
 
-def test_pretraining_loss_matches_huggingface(models):
-    hf, ours = models
-    batch = make_batch(3, 3, 16, SMALL["vocab_size"], LENGTHS["padding"], n_masked=4)
+def with_loss_of(ours) -> BertNetworkWithLoss:
+    """The converted model inside the pretraining loss network, in eval mode (no dropout)."""
     with_loss = BertNetworkWithLoss(ours.bert.config)
     load_into(with_loss, {p.name: p.asnumpy() for p in ours.get_parameters()}, "converted model")
     with_loss.set_train(False)
-    order = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
-             "masked_lm_ids", "masked_lm_weights")
-    loss = with_loss(*(ms.Tensor(batch[k]) for k in order)).asnumpy()
+    return with_loss
+
+
+def hf_pretraining_loss(hf, batch: dict) -> torch.Tensor:
+    return hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
+              next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long)).loss
+
+
+def record_tensors(batch: dict) -> list[ms.Tensor]:
+    return [ms.Tensor(batch[name]) for name in RECORD_ORDER]
+
+
+def test_pretraining_loss_matches_huggingface(models):
+    hf, ours = models
+    batch = make_batch(3, 3, 16, SMALL["vocab_size"], LENGTHS["padding"], n_masked=4)
+    loss = with_loss_of(ours)(*record_tensors(batch)).asnumpy()
     with torch.no_grad():
-        reference = hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
-                       next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long))
-    assert loss == pytest.approx(reference.loss.item(), abs=ATOL)
+        reference = hf_pretraining_loss(hf, batch)
+    assert loss == pytest.approx(reference.item(), abs=ATOL)
 
 
 def test_pretraining_gradients_match_huggingface(models):
@@ -66,16 +79,11 @@ def test_pretraining_gradients_match_huggingface(models):
     custom bprops included (GELU, bias add), and the tied decoder weight and bias."""
     hf, ours = models
     batch = make_batch(4, 3, 16, SMALL["vocab_size"], LENGTHS["padding"], n_masked=4)
-    with_loss = BertNetworkWithLoss(ours.bert.config)
-    load_into(with_loss, {p.name: p.asnumpy() for p in ours.get_parameters()}, "converted model")
-    with_loss.set_train(False)  # no dropout on either side; gradients still flow
-    order = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
-             "masked_lm_ids", "masked_lm_weights")
+    with_loss = with_loss_of(ours)  # eval mode: no dropout on either side; gradients still flow
     weights = ms.ParameterTuple(with_loss.trainable_params())
-    grads = ms.ops.GradOperation(get_by_list=True)(with_loss, weights)(*(ms.Tensor(batch[k]) for k in order))
+    grads = ms.ops.GradOperation(get_by_list=True)(with_loss, weights)(*record_tensors(batch))
     hf.zero_grad()
-    hf(**torch_inputs(batch), labels=hf_mlm_labels(batch),
-       next_sentence_label=torch.tensor(batch["next_sentence_labels"][:, 0], dtype=torch.long)).loss.backward()
+    hf_pretraining_loss(hf, batch).backward()
     compared = 0
     for parameter, grad in zip(weights, grads):
         expected = hf.get_parameter(parameter.name).grad.numpy()

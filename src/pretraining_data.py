@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -103,21 +103,65 @@ def create_masked_lm_predictions(tokens: list[str], options: MaskingOptions, voc
     return output_tokens, [index for index, _ in masked], [label for _, label in masked]
 
 
-def create_instances_from_document(all_documents: Sequence[Sequence[list[str]]], document_index: int,
-                                   options: MaskingOptions, vocab_words: Sequence[str], rng: random.Random,
-                                   all_word_starts: Sequence[Sequence[list[bool]]] | None = None
-                                   ) -> list[TrainingInstance]:
-    """NSP pairs from one document (a list of tokenized sentences), as Google's function of the same name.
+SentenceRef = tuple[int, int]  # (document index, sentence index)
+
+
+def pair_segments(sentence_lengths: Sequence[Sequence[int]], document_index: int, options: MaskingOptions,
+                  rng: random.Random) -> Iterator[tuple[list[SentenceRef], list[SentenceRef], bool]]:
+    """The NSP pairs of one document, as the sentences of segments A and B, in the pairing of Google's
+    create_instances_from_document (and with its draws, in its order: a caller that truncates and masks with the
+    same rng before asking for the next pair reproduces Google's stream).
 
     Segments fill up to a target length (max_seq_length - 3, or a random shorter one with short_seq_prob);
     segment B is the actual continuation or, half of the time, text from a random other document.
+    """
+    lengths = sentence_lengths[document_index]
+    target_seq_length = options.max_seq_length - 3
+    if rng.random() < options.short_seq_prob:
+        target_seq_length = rng.randint(2, options.max_seq_length - 3)
+    current_chunk: list[int] = []  # sentence indices
+    current_length = 0
+    i = 0
+    while i < len(lengths):
+        current_chunk.append(i)
+        current_length += lengths[i]
+        if i == len(lengths) - 1 or current_length >= target_seq_length:
+            a_end = rng.randint(1, len(current_chunk) - 1) if len(current_chunk) >= 2 else 1
+            segment_a = [(document_index, s) for s in current_chunk[:a_end]]
+            if len(current_chunk) == 1 or rng.random() < 0.5:
+                target_b_length = target_seq_length - sum(lengths[s] for s in current_chunk[:a_end])
+                for _ in range(10):
+                    random_document_index = rng.randint(0, len(sentence_lengths) - 1)
+                    if random_document_index != document_index:
+                        break
+                random_lengths = sentence_lengths[random_document_index]
+                segment_b, b_length = [], 0
+                for j in range(rng.randint(0, len(random_lengths) - 1), len(random_lengths)):
+                    segment_b.append((random_document_index, j))
+                    b_length += random_lengths[j]
+                    if b_length >= target_b_length:
+                        break
+                i -= len(current_chunk) - a_end  # the unused sentences start the next chunk
+                yield segment_a, segment_b, True
+            else:
+                yield segment_a, [(document_index, s) for s in current_chunk[a_end:]], False
+            current_chunk = []
+            current_length = 0
+        i += 1
+
+
+def create_instances_from_document(all_documents: Sequence[Sequence[list[str]]], document_index: int,
+                                   options: MaskingOptions, vocab_words: Sequence[str], rng: random.Random,
+                                   all_word_starts: Sequence[Sequence[list[bool]]] | None = None,
+                                   sentence_lengths: Sequence[Sequence[int]] | None = None
+                                   ) -> list[TrainingInstance]:
+    """Masked NSP instances from one document (a list of tokenized sentences), as Google's function of the same
+    name: pairs, truncation, masking, one pair at a time with the same rng.
+
     all_word_starts mirrors all_documents with per-token word-start flags, for Chinese whole-word masking.
     """
-    document = all_documents[document_index]
-    max_num_tokens = options.max_seq_length - 3
-    target_seq_length = max_num_tokens
-    if rng.random() < options.short_seq_prob:
-        target_seq_length = rng.randint(2, max_num_tokens)
+    if sentence_lengths is None:
+        sentence_lengths = [[len(sentence) for sentence in document] for document in all_documents]
 
     def flags(doc_index: int, sentence_index: int) -> list[bool]:
         if all_word_starts is None:
@@ -125,71 +169,41 @@ def create_instances_from_document(all_documents: Sequence[Sequence[list[str]]],
         return all_word_starts[doc_index][sentence_index]
 
     instances = []
-    current_chunk: list[tuple[int, int]] = []  # (document index, sentence index)
-    current_length = 0
-    i = 0
-    while i < len(document):
-        current_chunk.append((document_index, i))
-        current_length += len(document[i])
-        if i == len(document) - 1 or current_length >= target_seq_length:
-            if current_chunk:
-                a_end = rng.randint(1, len(current_chunk) - 1) if len(current_chunk) >= 2 else 1
-                segment_a = current_chunk[:a_end]
-                segment_b: list[tuple[int, int]] = []
-                if len(current_chunk) == 1 or rng.random() < 0.5:
-                    is_random_next = True
-                    target_b_length = target_seq_length - sum(len(all_documents[d][s]) for d, s in segment_a)
-                    for _ in range(10):
-                        random_document_index = rng.randint(0, len(all_documents) - 1)
-                        if random_document_index != document_index:
-                            break
-                    random_document = all_documents[random_document_index]
-                    random_start = rng.randint(0, len(random_document) - 1)
-                    b_length = 0
-                    for j in range(random_start, len(random_document)):
-                        segment_b.append((random_document_index, j))
-                        b_length += len(random_document[j])
-                        if b_length >= target_b_length:
-                            break
-                    i -= len(current_chunk) - a_end  # the unused sentences start the next chunk
-                else:
-                    is_random_next = False
-                    segment_b = current_chunk[a_end:]
-                tokens_a = [t for d, s in segment_a for t in all_documents[d][s]]
-                tokens_b = [t for d, s in segment_b for t in all_documents[d][s]]
-                starts_a = [f for d, s in segment_a for f in flags(d, s)]
-                starts_b = [f for d, s in segment_b for f in flags(d, s)]
-                pair_a, pair_b = list(zip(tokens_a, starts_a)), list(zip(tokens_b, starts_b))
-                truncate_seq_pair(pair_a, pair_b, max_num_tokens, rng)
-                if pair_a and pair_b:
-                    tokens = [CLS] + [t for t, _ in pair_a] + [SEP] + [t for t, _ in pair_b] + [SEP]
-                    word_starts = [True] + [f for _, f in pair_a] + [True] + [f for _, f in pair_b] + [True]
-                    segment_ids = [0] * (len(pair_a) + 2) + [1] * (len(pair_b) + 1)
-                    tokens, positions, labels = create_masked_lm_predictions(
-                        tokens, options, vocab_words, rng, word_starts if all_word_starts is not None else None)
-                    instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
-            current_chunk = []
-            current_length = 0
-        i += 1
+    for segment_a, segment_b, is_random_next in pair_segments(sentence_lengths, document_index, options, rng):
+        pair_a = [pair for d, s in segment_a for pair in zip(all_documents[d][s], flags(d, s))]
+        pair_b = [pair for d, s in segment_b for pair in zip(all_documents[d][s], flags(d, s))]
+        truncate_seq_pair(pair_a, pair_b, options.max_seq_length - 3, rng)
+        if pair_a and pair_b:
+            tokens = [CLS] + [t for t, _ in pair_a] + [SEP] + [t for t, _ in pair_b] + [SEP]
+            word_starts = [True] + [f for _, f in pair_a] + [True] + [f for _, f in pair_b] + [True]
+            segment_ids = [0] * (len(pair_a) + 2) + [1] * (len(pair_b) + 1)
+            tokens, positions, labels = create_masked_lm_predictions(
+                tokens, options, vocab_words, rng, word_starts if all_word_starts is not None else None)
+            instances.append(TrainingInstance(tokens, segment_ids, positions, labels, is_random_next))
     return instances
+
+
+def shuffled_documents(documents: Sequence, rng: random.Random) -> list[int]:
+    """The indices of the non-empty documents in Google's shuffled order."""
+    order = [d for d in range(len(documents)) if documents[d]]
+    permutation = list(range(len(order)))
+    rng.shuffle(permutation)
+    return [order[p] for p in permutation]
 
 
 def create_training_instances(documents: list[list[list[str]]], options: MaskingOptions,
                               vocab_words: Sequence[str], rng: random.Random, dupe_factor: int = 10,
                               word_starts: list[list[list[bool]]] | None = None) -> list[TrainingInstance]:
     """All instances of a set of tokenized documents: dupe_factor passes with different masks, shuffled."""
-    order = [d for d in range(len(documents)) if documents[d]]
+    order = shuffled_documents(documents, rng)
     documents = [documents[d] for d in order]
     word_starts = [word_starts[d] for d in order] if word_starts is not None else None
-    permutation = list(range(len(documents)))
-    rng.shuffle(permutation)
-    documents = [documents[p] for p in permutation]
-    word_starts = [word_starts[p] for p in permutation] if word_starts is not None else None
+    lengths = [[len(sentence) for sentence in document] for document in documents]
     instances = []
     for _ in range(dupe_factor):
         for document_index in range(len(documents)):
             instances.extend(create_instances_from_document(documents, document_index, options, vocab_words, rng,
-                                                            word_starts))
+                                                            word_starts, lengths))
     rng.shuffle(instances)
     return instances
 

@@ -62,6 +62,12 @@ class FullTokenizer:
     def tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]:
         return [encoding.tokens for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
+    def ids_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        """The ids of tokenize_batch's tokens, without a vocabulary lookup per token. encode_batch_fast skips the
+        character offsets, a quarter of the time (its encodings' token strings are empty: ids only)."""
+        return [encoding.ids for encoding in
+                self._tokenizer._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         unk = self.vocab["[UNK]"]
         return [self.vocab.get(token, unk) for token in tokens]

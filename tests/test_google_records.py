@@ -40,12 +40,12 @@ def google_records(wiki_text_dir, wiki_vocab, tmp_path_factory):
     return output
 
 
-def our_records(wiki_text_dir, wiki_vocab, output, whole_word=False, docs_per_shard=5000):
+def our_records(wiki_text_dir, wiki_vocab, output, whole_word=False, docs_per_shard=5000, random_draws="google"):
     flags = [item for name, value in SETTINGS.items() for item in (f"--{name}", value)]
     create_pretraining_data.main(["--input_file", ",".join(map(str, sorted(wiki_text_dir.glob("*.txt")))),
                                   "--output_dir", str(output), "--vocab_file", str(wiki_vocab), "--processes", "1",
                                   "--do_whole_word_mask", str(whole_word).lower(), "--docs_per_shard",
-                                  str(docs_per_shard), *flags])
+                                  str(docs_per_shard), "--random_draws", random_draws, *flags])
     return output
 
 
@@ -89,11 +89,16 @@ class Statistics:
     as_original: np.ndarray      # ... the original token
     random_next: np.ndarray      # next_sentence_labels (1: B is a random segment)
     article: np.ndarray          # the article segment A comes from (the sampling cluster)
+    masked_in_b: np.ndarray      # predictions in segment B
+    split_words: int             # words masked in part only (a "##" piece masked and the piece before not, or the reverse)
 
 
 def statistics(directory, vocab, article_of) -> Statistics:
-    mask_id = load_vocab(vocab)["[MASK]"]
-    rows = []
+    words = load_vocab(vocab)
+    mask_id, special = words["[MASK]"], [words["[CLS]"], words["[SEP]"]]
+    pad_id = words["[PAD]"]
+    continues = np.array([word.startswith("##") for word in words])
+    rows, split_words = [], 0
     for path in sorted(directory.glob("*tfrecord*")):
         for record in iter_tfrecord(path):
             mask, segments = record["input_mask"] == 1, record["segment_ids"]
@@ -103,11 +108,20 @@ def statistics(directory, vocab, article_of) -> Statistics:
             restored = record["input_ids"].copy()
             restored[positions] = originals
             segment_a = restored[1:(mask & (segments == 0)).sum() - 1]
+            segment_b = restored[len(segment_a) + 2:mask.sum() - 1]
+            assert restored[0] == special[0] and restored[len(segment_a) + 1] == restored[mask.sum() - 1] == special[1]
+            assert not np.isin(np.concatenate([segment_a, segment_b]), [*special, pad_id]).any(), record
+            masked = np.zeros(len(restored), bool)
+            masked[positions] = True
+            joined = continues[restored[1:]] & ~np.isin(restored[:-1], special)  # a piece and the one before it
+            split_words += int((joined & (masked[1:] != masked[:-1])).sum())
             middle = max(0, len(segment_a) // 2 - 4)
             rows.append((mask.sum(), len(segment_a), (mask & (segments == 1)).sum() - 1,
                          weights.sum(), (inputs == mask_id).sum(), (inputs == originals).sum(),
-                         record["next_sentence_labels"][0], article_of.get(tuple(segment_a[middle:middle + 8]), -1)))
-    found = Statistics(*map(np.array, zip(*rows)))
+                         record["next_sentence_labels"][0], article_of.get(tuple(segment_a[middle:middle + 8]), -1),
+                         (segments[positions] == 1).sum()))
+    lengths, a, b, masked, as_mask, as_original, random_next, article, in_b = map(np.array, zip(*rows))
+    found = Statistics(lengths, a, b, masked, as_mask, as_original, random_next, article, in_b, split_words)
     assert (found.article >= 0).mean() > 0.95  # nearly every instance traced to its article
     return found
 
@@ -127,12 +141,15 @@ def assert_same_mean(ours, google, what, ours_clusters, google_clusters, sigmas=
     assert abs(ours.mean() - google.mean()) < sigmas * error + 1e-9, (what, ours.mean(), google.mean(), error)
 
 
-@pytest.mark.parametrize("whole_word, docs_per_shard", [(False, 20), (True, 5000)], ids=["sharded", "whole_word"])
+@pytest.mark.parametrize("whole_word, docs_per_shard, random_draws", [
+    (False, 20, "google"), (True, 5000, "google"), (False, 20, "numpy"), (False, 5000, "numpy"), (True, 20, "numpy")],
+    ids=["sharded", "whole_word", "numpy_sharded", "numpy", "numpy_whole_word"])
 def test_instance_statistics_match_googles(google_records, wiki_text_dir, wiki_vocab, article_of, tmp_path,
-                                           whole_word, docs_per_shard):
+                                           whole_word, docs_per_shard, random_draws):
+    """Also for --random_draws numpy, whose instances are other draws from the same distributions."""
     google = statistics(google_records, wiki_vocab, article_of)
-    ours = statistics(our_records(wiki_text_dir, wiki_vocab, tmp_path, whole_word, docs_per_shard), wiki_vocab,
-                      article_of)
+    ours = statistics(our_records(wiki_text_dir, wiki_vocab, tmp_path, whole_word, docs_per_shard, random_draws),
+                      wiki_vocab, article_of)
     if docs_per_shard < 100:
         assert len(list(tmp_path.glob("*.tfrecord"))) > 3
 
@@ -153,6 +170,9 @@ def test_instance_statistics_match_googles(google_records, wiki_text_dir, wiki_v
         assert_same(name, getattr(ours, name) / ours.masked, getattr(google, name) / google.masked)
     assert abs((ours.as_mask.sum() / ours.masked.sum()) - 0.8) < 0.02
     assert abs((ours.as_original.sum() / ours.masked.sum()) - 0.1) < 0.02
+    assert_same("share of predictions in segment B", ours.masked_in_b / ours.masked, google.masked_in_b / google.masked)
+    if whole_word:
+        assert ours.split_words == 0 and google.split_words > 1000  # Google's plain masking splits words
     if not whole_word:  # Google's count: round(15% of the tokens, [CLS] and [SEP]s included), 1 to 20
         assert np.array_equal(ours.masked, np.clip(np.round(ours.lengths * 0.15), 1, 20))
         assert np.array_equal(google.masked, np.clip(np.round(google.lengths * 0.15), 1, 20))

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from src.corpus import read_documents
+from src.numpy_instances import truncation_counts
 from src.pretraining_data import (CLS, MASK, SEP, MaskingOptions, chinese_word_starts, create_training_instances,
-                                  instance_to_features)
+                                  instance_to_features, truncate_seq_pair)
 from src.tokenization import FullTokenizer
 from tests.conftest import ROOT
 from tools import create_pretraining_data
@@ -104,15 +105,18 @@ def make_records(tmp_path, name, text_files, vocab, *extra):
     return output
 
 
-def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_path, wiki_text_dir, wiki_vocab):
+@pytest.mark.parametrize("random_draws", ["google", "numpy"])
+def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_path, wiki_text_dir, wiki_vocab,
+                                                                           random_draws):
     files = sorted(wiki_text_dir.glob("*.txt"))
-    one = make_records(tmp_path, "one", files, wiki_vocab, "--processes", "1")
-    two = make_records(tmp_path, "two", files, wiki_vocab, "--processes", "2")
-    other_seed = make_records(tmp_path, "seed", files, wiki_vocab, "--processes", "1", "--random_seed", "1")
+    draws = ["--random_draws", random_draws]
+    one = make_records(tmp_path, "one", files, wiki_vocab, "--processes", "1", *draws)
+    two = make_records(tmp_path, "two", files, wiki_vocab, "--processes", "2", *draws)
+    other_seed = make_records(tmp_path, "seed", files, wiki_vocab, "--processes", "1", "--random_seed", "1", *draws)
     fresh = tmp_path / "fresh"  # another Python process: protobuf's map order is per process unless made deterministic
     subprocess.run([sys.executable, str(ROOT / "tools" / "create_pretraining_data.py"), "--input_file",
                     ",".join(map(str, files)), "--output_dir", str(fresh), "--vocab_file", str(wiki_vocab),
-                    "--dupe_factor", "1", "--docs_per_shard", "40", "--processes", "1"], check=True,
+                    "--dupe_factor", "1", "--docs_per_shard", "40", "--processes", "1", *draws], check=True,
                    capture_output=True, env={**os.environ, "GLOG_v": "3"})
     shards = sorted(p.name for p in one.iterdir())
     assert len(shards) >= 3 and shards == sorted(p.name for p in two.iterdir()) == sorted(p.name for p in fresh.iterdir())
@@ -120,6 +124,22 @@ def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_p
         _, mismatch, errors = filecmp.cmpfiles(one, other, shards, shallow=False)
         assert not mismatch and not errors
     assert not filecmp.cmp(one / "part-00000.tfrecord", other_seed / "part-00000.tfrecord", shallow=False)
+    assert json.loads((one / "manifest.json").read_text())["settings"]["random_draws"] == random_draws
+
+
+def test_truncation_counts_are_those_of_googles_token_by_token_loop():
+    """--random_draws numpy removes the tokens truncate_seq_pair would, segment by segment (only the front/back
+    split is drawn, Binomial(count, 1/2), as the loop's coin flips sum to)."""
+    rng = random.Random(0)
+    lengths = [(a, b, limit) for a in range(0, 40) for b in range(0, 40) for limit in (5, 20, 61)]
+    expected = []
+    for a, b, limit in lengths:
+        segment_a, segment_b = list(range(a)), list(range(b))
+        truncate_seq_pair(segment_a, segment_b, limit, rng)
+        expected.append((a - len(segment_a), b - len(segment_b)))
+    a, b, limit = map(np.array, zip(*lengths))
+    from_a, from_b = truncation_counts(a, b, limit)
+    assert list(zip(from_a.tolist(), from_b.tolist())) == expected
 
 
 def read_back(dataset):

@@ -35,7 +35,7 @@ from src.numpy_instances import create_instance_columns  # noqa: E402
 from src.pretraining_data import (MaskingOptions, chinese_word_starts, create_training_instances,  # noqa: E402
                                   instance_to_features)
 from src.output_dir import file_sha256, finish_output, start_output  # noqa: E402
-from src.records import RECORD_SUFFIX, write_records, write_schema  # noqa: E402
+from src.records import RECORD_SUFFIX, write_columns, write_records, write_schema  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
@@ -86,18 +86,18 @@ def make_shard(shard_index: int, documents: list[list[str]], settings: ShardSett
                        for doc, tok_doc in zip(documents, tokenized)]
     rng = random.Random(settings.random_seed + shard_index)
     options = settings.options
+    path = Path(settings.output_dir) / f"part-{shard_index:05d}{RECORD_SUFFIX[settings.dataset_format]}"
     if settings.random_draws == "numpy":
         sentences = [[np.array(ids, np.int64) for ids in tokenizer.ids_batch(document)] for document in documents]
         starts = [[np.array(flags, bool) for flags in document] for document in word_starts] if word_starts else None
         columns = create_instance_columns(sentences, options, vocab_words, rng,
                                           np.random.default_rng([settings.random_seed, shard_index]),
                                           settings.dupe_factor, starts)
-        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    else:
-        instances = create_training_instances(tokenized, options, vocab_words, rng, settings.dupe_factor, word_starts)
-        rows = [instance_to_features(instance, tokenizer.vocab, options.max_seq_length,
-                                     options.max_predictions_per_seq) for instance in instances]
-    path = Path(settings.output_dir) / f"part-{shard_index:05d}{RECORD_SUFFIX[settings.dataset_format]}"
+        count = write_columns(columns, path, settings.dataset_format)
+        return path, count, {name: values[0] for name, values in columns.items()} if count else {}
+    instances = create_training_instances(tokenized, options, vocab_words, rng, settings.dupe_factor, word_starts)
+    rows = [instance_to_features(instance, tokenizer.vocab, options.max_seq_length,
+                                 options.max_predictions_per_seq) for instance in instances]
     count = write_records(rows, path, settings.dataset_format)
     return path, count, rows[0] if rows else {}
 

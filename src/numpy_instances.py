@@ -58,13 +58,24 @@ def segment_pairs(sentence_lengths: list[list[int]], options: MaskingOptions, rn
     return np.array(rows, np.int64).reshape(-1, 5)
 
 
-def choose_masked(candidates: np.ndarray, word_starts: np.ndarray, budget: np.ndarray,
+def choose_masked(candidates: np.ndarray, word_starts: np.ndarray | None, budget: np.ndarray,
                   rng: np.random.Generator) -> np.ndarray:
-    """[n, L] bool: the positions Google's masking picks, as whole words (a piece that is not a word start
-    continues the last candidate word, as in Google's loop, which skips [CLS]/[SEP] without ending a word).
-    Words are taken in a uniform random order; one that would overflow its row's budget is skipped."""
+    """[n, L] bool: the positions Google's masking picks, min(budget, candidates) of them in each row. Without
+    word_starts, a uniform random subset of the candidates. With them, whole words: a piece that is not a word
+    start continues the last candidate word (as in Google's loop, which skips [CLS]/[SEP] without ending a
+    word); words are taken in a uniform random order, and one that would overflow its row's budget is skipped."""
     n, width = candidates.shape
     rows = np.arange(n)[:, None]
+    if word_starts is None:  # every word one piece: the budget's smallest uniform keys
+        keys = np.where(candidates, rng.random((n, width)), np.inf)
+        most = min(int(budget.max(initial=1)), width)
+        smallest = np.argpartition(keys, most - 1, axis=1)[:, :most]
+        smallest_keys = np.take_along_axis(keys, smallest, axis=1)
+        ranked = np.take_along_axis(smallest, np.argsort(smallest_keys, axis=1), axis=1)
+        chosen = (np.arange(most) < budget[:, None]) & np.isfinite(np.sort(smallest_keys, axis=1))
+        masked = np.zeros((n, width), bool)
+        masked[np.broadcast_to(rows, ranked.shape)[chosen], ranked[chosen]] = True
+        return masked
     first = np.zeros_like(candidates)
     first[:, 1:] = np.cumsum(candidates, axis=1)[:, :-1] == 0  # no candidate before: a word starts
     starts = candidates & (word_starts | first)
@@ -86,6 +97,16 @@ def choose_masked(candidates: np.ndarray, word_starts: np.ndarray, budget: np.nd
     word_taken = np.zeros((n, width), bool)
     np.put_along_axis(word_taken, order, taken, axis=1)
     return candidates & np.take_along_axis(word_taken, np.maximum(word, 0), axis=1)
+
+
+def first_positions(masked: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The column numbers of each row's True entries, ascending, in [n, count] (0 past them), and which are real."""
+    rows, columns = np.nonzero(masked)  # row-major: ascending columns within a row
+    per_row = masked.sum(axis=1)
+    slot = np.arange(len(rows)) - (np.cumsum(per_row) - per_row)[rows]
+    positions = np.zeros((len(masked), count), np.int64)
+    positions[rows, slot] = columns
+    return positions, np.arange(count) < per_row[:, None]
 
 
 def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingOptions,
@@ -122,7 +143,7 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
     tokens[rows, length_a + 1] = token_of[SEP]
     tokens[rows, length - 1] = token_of[SEP]
 
-    starts = np.ones_like(in_a)
+    starts = None
     if options.do_whole_word_mask:
         continues = np.array([word.startswith("##") for word in vocab_words])
         starts = ~continues[tokens]
@@ -133,9 +154,7 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
                         np.maximum(1, np.rint(length[:, 0] * options.masked_lm_prob).astype(np.int64)))
     masked = choose_masked(in_a | in_b, starts, budget, generator)
 
-    predictions = options.max_predictions_per_seq
-    positions = np.argsort(~masked, axis=1, kind="stable")[:, :predictions]  # masked positions first, ascending
-    valid = np.arange(predictions) < masked.sum(axis=1, keepdims=True)
+    positions, valid = first_positions(masked, options.max_predictions_per_seq)
     labels = np.take_along_axis(tokens, positions, axis=1)
     draw = generator.random(labels.shape)
     replacement = np.where(draw < 0.8, token_of[MASK],

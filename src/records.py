@@ -45,15 +45,15 @@ def _encode_varint(value: int) -> bytes:
 
 def _packed_varints(column: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The varints of a [rows, n] non-negative integer column laid end to end, and each row's byte count."""
-    largest = int(column.max())
-    kind = np.uint32 if largest < 2 ** 32 else np.uint64  # narrower integers, faster shifts
-    values = column.astype(kind)[..., None]
-    width = max(1, -(-largest.bit_length() // 7))  # 7 bits a byte: the longest varint in the column
-    shifts = np.arange(0, 7 * width, 7).astype(kind)
-    size = 1 + (values >= kind(1) << shifts[1:]).sum(axis=-1)
-    groups = ((values >> shifts) & kind(0x7F)).astype(np.uint8)
-    groups[np.arange(width) < size[..., None] - 1] |= 0x80  # more bytes follow
-    return groups[np.arange(width) < size[..., None]].tobytes(), size.sum(axis=1)
+    values = column.reshape(-1).astype(np.int64)
+    width = max(1, -(-int(values.max()).bit_length() // 7))  # 7 bits a byte: the longest varint in the column
+    size = np.ones(len(values), np.int64)
+    for byte in range(1, width):
+        size += values >= 1 << 7 * byte
+    groups = [((values >> 7 * byte) & 0x7F).astype(np.uint8) | ((size > byte + 1).astype(np.uint8) << 7)
+              for byte in range(width)]  # the top bit: more bytes follow
+    data = np.stack(groups, axis=1)[np.arange(width) < size[:, None]]
+    return data.tobytes(), size.reshape(column.shape).sum(axis=1)
 
 
 def serialize_columns(columns: Mapping[str, np.ndarray]) -> list[bytes]:

@@ -12,11 +12,13 @@ Text: the shipped English Wikipedia sample through wikiextractor, --repeat copie
 WordPiece vocab trained on it; seq 128, 20 predictions, masked_lm_prob 0.15, short_seq_prob 0.1, random seed
 12345, no whole-word masking (the bert-tensorflow release predates that flag). Each side runs as a subprocess,
 timed by wall clock, which includes its start-up. Printed: documents/s, instances/s, instances written, and the
-ratio to Google's. Ours writes 8 shards (--docs_per_shard), so 2 processes have work to share.
+ratio to Google's. Ours writes 8 shards (--docs_per_shard), so 2 processes have work to share, and runs with
+--random_draws google (Google's exact draws) and numpy (the same distributions drawn in bulk).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -86,12 +88,14 @@ def main() -> None:
                     "--short_seq_prob", "0.1", "--random_seed", "12345", "--dupe_factor", str(args.dupe_factor)]
         documents = count_documents(text)
         rows = {}
-        for processes in (1, 2):
-            output = scratch / f"ours_{processes}"
+        for draws, processes in itertools.product(("google", "numpy"), (1, 2)):
+            output = scratch / f"ours_{draws}_{processes}"
             seconds = timed([sys.executable, str(ROOT / "tools" / "create_pretraining_data.py"), "--input_file",
                              str(text), "--output_dir", str(output), "--vocab_file", str(vocab), "--processes",
-                             str(processes), "--docs_per_shard", str(max(documents // 8, 1)), *settings], env)
-            rows[f"ours, {processes} process{'es' if processes > 1 else ''}"] = (seconds, count_instances(output))
+                             str(processes), "--docs_per_shard", str(max(documents // 8, 1)), "--random_draws", draws,
+                             *settings], env)
+            name = f"ours, {draws} draws, {processes} process{'es' if processes > 1 else ''}"
+            rows[name] = (seconds, count_instances(output))
         tokenizer_rates = {"ours": subprocess.run(
             [sys.executable, "-c", TOKENIZER_RUN, "ours", str(text), str(ROOT), str(vocab)], check=True,
             capture_output=True, text=True, env=env).stdout.split()}

@@ -10,7 +10,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from src.bert_model import BertModel, Dense, LayerNorm, activation, ms_dtype
+from src.bert_model import BertModel, Dense, activation, ms_dtype
+from src.layer_norm import LayerNorm
 from src.config import BertConfig
 
 

@@ -17,6 +17,7 @@ from mindspore.common.initializer import TruncatedNormal, initializer
 
 from src.config import BertConfig
 from src.dropout import StepSeededDropout
+from src.layer_norm import LayerNorm
 
 # Added to attention scores at padding positions: exp(-10000) is 0 in float32, as in Google's BERT.
 MASK_ADDER = -10000.0
@@ -87,19 +88,6 @@ class Dense(nn.Cell):
     def construct(self, x: Tensor) -> Tensor:
         rows = self.matmul(x.reshape(-1, x.shape[-1]).astype(self.compute_type), self.weight.astype(self.compute_type))
         return self.bias_add(rows, self.bias.astype(self.compute_type)).reshape(x.shape[:-1] + (-1,))
-
-
-class LayerNorm(nn.Cell):
-    """LayerNorm over the last axis, always in float32 (weight/bias named as in HuggingFace)."""
-
-    def __init__(self, size: int, eps: float) -> None:
-        super().__init__()
-        self.weight = Parameter(initializer("ones", [size], ms.float32), name="weight")
-        self.bias = Parameter(initializer("zeros", [size], ms.float32), name="bias")
-        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.layer_norm(x.astype(ms.float32), self.weight, self.bias)[0]
 
 
 class Embedding(nn.Cell):

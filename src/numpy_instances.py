@@ -10,7 +10,8 @@ Each step of Google's procedure, and how it is drawn here with the same distribu
   the budget, min(max_predictions_per_seq, max(1, round(masked_lm_prob x length))). Here each word gets a uniform
   key and the words are taken in key order under the same rule, for all instances at once;
 - replacement: [MASK] with probability 0.8, the original token 0.1, a uniform vocabulary token 0.1.
-The instances differ from Google's for the same seed; tests/test_pretraining_data.py holds the statistics equal.
+The instances differ from Google's for the same seed; tests/test_google_records.py holds their statistics to
+Google's records.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ semantics (same random draws in the same order for the same seed), plus whole-wo
 Differences from Google's script, for bounded memory on large corpora: the corpus is cut into chunks of
 documents that are processed independently (by several processes), each with its own random generator
 seeded from (random_seed, chunk index); the random next segment comes from another document of the chunk.
+src/numpy_instances.py draws the same distributions in bulk (create_pretraining_data.py --random_draws numpy),
+reusing pair_segments.
 """
 from __future__ import annotations
 

@@ -1,22 +1,36 @@
-"""BERT tokenization with Google's FullTokenizer semantics, computed by the `tokenizers` package.
+"""BERT tokenization with Google's FullTokenizer semantics.
 
 Google's tokenizer (and HuggingFace's slow BertTokenizer): clean control characters, put spaces around CJK
-characters, optionally lower-case and strip accents, split on whitespace and punctuation, then greedy
-longest-match WordPiece with "##" continuations and [UNK] for words that cannot be split (or are longer than
-200 characters: Google's limit; HuggingFace's port and `tokenizers` default to 100). `tokenizers`'
-BertWordPieceTokenizer implements the same steps in Rust, about 15x faster than mindspore.dataset.text.BertTokenizer,
-whose lower-casing also maps full-width punctuation to ASCII. tests/test_tokenization.py checks equality with
-Google's tokenization.py on every sentence of the shipped Chinese and English text.
+characters, optionally lower-case and strip accents, split on whitespace and punctuation (BasicTokenizer), then
+greedy longest-match WordPiece with "##" continuations and [UNK] for words that cannot be split (or are longer than
+200 characters: Google's limit; HuggingFace's port and `tokenizers` default to 100).
+
+Here BasicTokenizer is Google's steps as Python's C-speed string operations (regular expressions over character
+classes read from unicodedata, as Google's code reads them; lower() and NFD) over a whole document at a time, and
+WordPiece is `tokenizers`' Rust model, called once per distinct word and cached. That is 3x the throughput of
+`tokenizers`' full BertWordPiece pipeline, whose per-character normalizer bookkeeping was the cost (bench/RESULTS.md),
+and about 15x mindspore.dataset.text.BertTokenizer (whose lower-casing also maps full-width punctuation to ASCII).
+tests/test_tokenization.py checks equality with Google's tokenization.py on every sentence of the shipped Chinese
+and English text.
 """
 from __future__ import annotations
 
+import functools
+import itertools
+import re
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 from tokenizers import BertWordPieceTokenizer
+from tokenizers.models import WordPiece
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 GOOGLE_MAX_WORD_CHARACTERS = 200  # a longer word is [UNK] (tokenization.WordpieceTokenizer)
+# tokenization._is_chinese_char: the CJK Unified Ideographs blocks, each character a word of its own
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+_WORD_CACHE_LIMIT = 1_000_000  # distinct words kept with their WordPiece ids (a few hundred MB at most)
 
 
 def load_vocab(vocab_file: str | Path) -> dict[str, int]:
@@ -39,41 +53,146 @@ def load_vocab(vocab_file: str | Path) -> dict[str, int]:
     return vocab
 
 
+def _class_body(code_points: Iterable[int]) -> str:
+    """The inside of a regular-expression character class holding the given code points, as ranges."""
+    ranges: list[list[int]] = []
+    for point in sorted(code_points):
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    return "".join(re.escape(chr(low)) + (f"-{re.escape(chr(high))}" if high > low else "") for low, high in ranges)
+
+
+def _is_control(character: str) -> bool:
+    """tokenization._clean_text's characters to drop."""
+    return unicodedata.category(character) in ("Cc", "Cf") and character not in "\t\n\r" \
+        or character in "\x00\ufffd"
+
+
+def _is_punctuation(character: str) -> bool:
+    """tokenization._is_punctuation: Unicode P*, and every non-alphanumeric printable ASCII character."""
+    point = ord(character)
+    return unicodedata.category(character).startswith("P") or 33 <= point <= 47 or 58 <= point <= 64 \
+        or 91 <= point <= 96 or 123 <= point <= 126
+
+
+@functools.lru_cache(maxsize=None)
+def _basic_patterns() -> dict[str, re.Pattern]:
+    """Google's character predicates (tokenization._is_control, _is_whitespace, _is_chinese_char,
+    _is_punctuation, and the Mn accents) as compiled character classes of the Basic Multilingual Plane.
+    Python's re matches a class of BMP characters by table lookup, but one holding astral characters by trying
+    each range in turn (15x slower for the Mn class), so the rare astral characters are handled by a callback."""
+    control, whitespace, punctuation, marks = [], [], [], []
+    for point in range(0x10000):
+        character = chr(point)
+        if _is_control(character):
+            control.append(point)
+        elif unicodedata.category(character) == "Zs" and point != 0x20 or character in "\t\r":
+            whitespace.append(point)  # "\n" is handled apart: it separates a batch's texts
+        if _is_punctuation(character):
+            punctuation.append(point)
+        elif unicodedata.category(character) == "Mn":
+            marks.append(point)
+    cjk = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in _CJK_RANGES if high < 0x10000)
+    punctuation_body = _class_body(punctuation)
+    return {
+        "control": re.compile(f"[{_class_body(control)}]+"),
+        "whitespace": re.compile(f"[{_class_body(whitespace)}]"),  # Zs has no astral character
+        "cjk": re.compile(f"[{cjk}]"),
+        "marks": re.compile(f"[{_class_body(marks)}]+"),
+        "astral": re.compile("[\U00010000-\U0010FFFF]"),
+        # whitespace_tokenize splits with str.split (Python's whitespace, re's \s); then each punctuation
+        # character is a word of its own
+        "word": re.compile(f"[{punctuation_body}]|[^\\s{punctuation_body}]+"),
+    }
+
+
+def _clean_astral(match: re.Match) -> str:
+    """_clean_text and _tokenize_chinese_chars for a character outside the BMP."""
+    character = match.group()
+    if _is_control(character):
+        return ""
+    point = ord(character)
+    return f" {character} " if any(low <= point <= high for low, high in _CJK_RANGES) else character
+
+
+def _strip_astral_mark(match: re.Match) -> str:
+    return "" if unicodedata.category(match.group()) == "Mn" else match.group()
+
+
+def _space_astral_punctuation(match: re.Match) -> str:
+    return f" {match.group()} " if _is_punctuation(match.group()) else match.group()
+
+
+class BasicTokenizer:
+    """Google's BasicTokenizer: the words (before WordPiece) of texts, computed for many texts at once."""
+
+    def __init__(self, do_lower_case: bool = True) -> None:
+        self.do_lower_case = do_lower_case
+        self._patterns = _basic_patterns()
+
+    def words_batch(self, texts: list[str]) -> list[list[str]]:
+        if not texts:
+            return []
+        if any("\n" in text for text in texts):  # "\n" separates the texts below; _clean_text makes it a space
+            texts = [text.replace("\n", " ") for text in texts]
+        patterns = self._patterns
+        text = "\n".join(texts)
+        astral = not text.isascii() and len(text.encode("utf-16-le", "surrogatepass")) > 2 * len(text)
+        text = patterns["control"].sub("", text)  # _clean_text
+        if astral:
+            text = patterns["astral"].sub(_clean_astral, text)
+        text = patterns["whitespace"].sub(" ", text)
+        text = patterns["cjk"].sub(r" \g<0> ", text)  # _tokenize_chinese_chars
+        if self.do_lower_case:
+            text = text.lower()  # per whitespace-separated word in Google's code: the same result
+            if not text.isascii():  # _run_strip_accents
+                text = patterns["marks"].sub("", unicodedata.normalize("NFD", text))
+                if astral:
+                    text = patterns["astral"].sub(_strip_astral_mark, text)
+        if astral:  # _run_split_on_punc, with "word" below
+            text = patterns["astral"].sub(_space_astral_punctuation, text)
+        return [patterns["word"].findall(line) for line in text.split("\n")]
+
+
 class FullTokenizer:
     """text -> WordPiece tokens -> ids, as google-research/bert tokenization.FullTokenizer."""
 
     def __init__(self, vocab_file: str | Path, do_lower_case: bool = True) -> None:
         self.vocab = load_vocab(vocab_file)
         self.inv_vocab = {index: token for token, index in self.vocab.items()}
-        self._tokenizer = BertWordPieceTokenizer(self.vocab, lowercase=do_lower_case,
-                                                 strip_accents=do_lower_case, clean_text=True,
-                                                 handle_chinese_chars=True, unk_token="[UNK]")
-        self._tokenizer._tokenizer.model.max_input_chars_per_word = GOOGLE_MAX_WORD_CHARACTERS
+        self.basic_tokenizer = BasicTokenizer(do_lower_case)
+        self._wordpiece = WordPiece(self.vocab, unk_token="[UNK]", max_input_chars_per_word=GOOGLE_MAX_WORD_CHARACTERS)
+        self._word_ids: dict[str, list[int]] = {}
 
     def tokenize(self, text: str) -> list[str]:
-        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+        return self.tokenize_batch([text])[0]
 
     def basic_tokenize(self, text: str) -> list[str]:
-        """Google's BasicTokenizer: cleaning, CJK splitting, lower-casing and accents, punctuation splitting --
-        the words before WordPiece (SQuAD post-processing aligns predictions with them)."""
-        backend = self._tokenizer._tokenizer
-        return [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+        """The words before WordPiece (SQuAD post-processing aligns predictions with them)."""
+        return self.basic_tokenizer.words_batch([text])[0]
 
     def tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]:
-        return [encoding.tokens for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return [self.convert_ids_to_tokens(ids) for ids in self.ids_batch(texts)]
 
     def ids_batch(self, texts: Iterable[str]) -> list[list[int]]:
-        """The ids of tokenize_batch's tokens, without a vocabulary lookup per token. encode_batch_fast skips the
-        character offsets, a quarter of the time (its encodings' token strings are empty: ids only)."""
-        return [encoding.ids for encoding in
-                self._tokenizer._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+        """The WordPiece ids of each text: Google's words, each distinct word split once and remembered."""
+        words = self.basic_tokenizer.words_batch(list(texts))
+        cache = self._word_ids
+        if len(cache) > _WORD_CACHE_LIMIT:
+            cache.clear()
+        for word in {word for text in words for word in text}.difference(cache):
+            cache[word] = [token.id for token in self._wordpiece.tokenize(word)]
+        return [list(itertools.chain.from_iterable(map(cache.__getitem__, text))) for text in words]
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         unk = self.vocab["[UNK]"]
         return [self.vocab.get(token, unk) for token in tokens]
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-        return [self.inv_vocab[int(index)] for index in ids]
+        inv_vocab = self.inv_vocab
+        return [inv_vocab[int(index)] for index in ids]
 
 
 def not_utf8_message(path: str | Path) -> str | None:

@@ -18,6 +18,13 @@ HARD_CASES = [
     "tab\there, zero\u200bwidth, control\x07char, emoji 🙂 end",
     "supercalifragilisticexpialidocious" * 5,  # 170 characters: WordPiece splits it (Google's limit is 200)
     "honorificabilitudinitatibus" * 8,  # 216 characters: [UNK]
+    # outside the Basic Multilingual Plane (handled apart, src/tokenization.py): CJK extension B, emoji, format
+    # characters, combining marks, a character that decomposes into two, punctuation
+    "astral 𠀀𠀁 ext-B, emoji🙂x, 𝄞music, tag\U000E0001x, \U0001D173beam x\U0001D167y \U0001109A "
+    "word\U0001E95Epunct \U00010100sep",
+    "controls in words: a\x1cb c\x85d e\u2028f g\u2029h soft\xadhyphen zero\u200dwidth\ufeffbom nul\x00x",
+    "Greek and Turkish: ΟΔΟΣ. ΣΑΣ; İstanbul ῾Ω x\u037ey ano\u0387teleia \u1fefvaria",
+    "decomposed: e\u0301cole n\u0303 A\u030a \u0301x and \ufffd replacement",
 ]
 
 
@@ -32,9 +39,12 @@ def assert_same_tokens(vocab_file, texts, do_lower_case, tmp_path):
     google_bert.run("tokenize", vocab_file, text_file, google_file, str(do_lower_case).lower())
     google = json.loads(google_file.read_text(encoding="utf-8"))
     assert len(google) == len(texts)
-    ours = FullTokenizer(vocab_file, do_lower_case).tokenize_batch(texts)
+    tokenizer = FullTokenizer(vocab_file, do_lower_case)
+    ours = tokenizer.tokenize_batch(texts)
     for text, mine, reference in zip(texts, ours, google):
         assert mine == reference, text
+    assert tokenizer.ids_batch(texts) == [tokenizer.convert_tokens_to_ids(tokens) for tokens in google]
+    assert [tokenizer.tokenize(text) for text in texts[-len(HARD_CASES):]] == google[-len(HARD_CASES):]  # alone
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
@@ -53,6 +63,14 @@ def test_chinese_characters_are_single_tokens_and_unknown_words_become_unk(chine
     tokenizer = FullTokenizer(chinese_vocab)
     assert tokenizer.tokenize("中国人民") == ["中", "国", "人", "民"]
     assert tokenizer.tokenize("\u2603\u2603\u2603") == ["[UNK]"]  # a word of characters the vocab lacks
+
+
+def test_a_line_break_inside_a_text_is_a_space(wiki_vocab):
+    """Google's _clean_text makes "\\n" a space; a batch's texts are joined with it internally."""
+    tokenizer = FullTokenizer(wiki_vocab)
+    assert tokenizer.tokenize_batch(["the city\nbegan", "in the"]) == [tokenizer.tokenize("the city began"),
+                                                                       tokenizer.tokenize("in the")]
+    assert tokenizer.tokenize_batch([]) == [] and tokenizer.tokenize("") == []
 
 
 def test_ids_round_trip(wiki_vocab):

@@ -101,65 +101,126 @@ def _varint_bytes(values: np.ndarray) -> list[np.ndarray]:
 
 
 def serialize_columns(columns: Mapping[str, np.ndarray]) -> list[bytes]:
-    """serialize_example of each row of [rows, n] columns, the same bytes, built a column at a time (protobuf,
-    row by row, was a quarter of pretraining data preparation with --random_draws numpy). Negative integers or
-    empty columns go through protobuf."""
+    """serialize_example of each row of [rows, n] columns, the same bytes, built a column at a time."""
+    return [record[12:-4] for block in framed_columns(columns) for record in _split_framed(block)]
+
+
+def _split_framed(block: bytes) -> Iterator[bytes]:
+    at = 0
+    while at < len(block):
+        length = struct.unpack_from("<Q", block, at)[0]
+        yield block[at:at + 16 + length]
+        at += 16 + length
+
+
+def framed_columns(columns: Mapping[str, np.ndarray], block_rows: int = 4096) -> Iterator[bytes]:
+    """The TFRecord file of the rows of [rows, n] columns (framing, serialize_example's bytes, CRCs), in blocks.
+
+    Row by row, protobuf's serialization and then a Python loop over features were a quarter of pretraining data
+    preparation with --random_draws numpy. Here every record is the same sequence of pieces -- the frame and
+    Example header (by payload length), then each feature's header (by data length) and its data, then the CRC --
+    so each column's bytes are computed once (packed varints or float32), and a block's records are one gather
+    from a buffer holding them. Negative integers or empty columns go through protobuf.
+    """
     names = sorted(columns)
+    rows = len(columns[names[0]]) if names else 0
+    if not rows:
+        return
     if any(columns[n].shape[1] == 0 or (columns[n].dtype.kind != "f" and columns[n].min() < 0) for n in names):
-        return [serialize_example(row) for row in column_rows(columns)]
-    pieces = []  # per feature: the bytes before its data (by data length), the data, each row's data length
+        for first in range(0, rows, block_rows):
+            block = {name: values[first:first + block_rows] for name, values in columns.items()}
+            yield b"".join(_frame(serialize_example(row)) for row in column_rows(block))
+        return
+    sources, piece_starts, piece_lengths, base = [], [], [], 0  # the buffer's parts; each row's pieces
+    feature_bytes = np.zeros(rows, np.int64)
     for name in names:
         column = columns[name]
         if column.dtype.kind == "f":
-            data, lengths, list_tag = column.astype("<f4").tobytes(), np.full(len(column), 4 * column.shape[1]), 0x12
+            data, lengths, list_tag = column.astype("<f4").tobytes(), np.full(rows, 4 * column.shape[1]), 0x12
         else:
             (data, lengths), list_tag = _packed_varints(column), 0x1A  # Feature.float_list = 2, int64_list = 3
         key = b"\x0a" + _encode_varint(len(name.encode())) + name.encode()
-        headers = {}
-        for length in np.unique(lengths).tolist():
+        headers = []
+        distinct, which = np.unique(lengths, return_inverse=True)
+        for length in distinct.tolist():
             values = b"\x0a" + _encode_varint(length)  # FloatList / Int64List.value = 1, packed
             feature = bytes([list_tag]) + _encode_varint(len(values) + length) + values
             entry = key + b"\x12" + _encode_varint(len(feature) + length) + feature  # map entry: key 1, value 2
-            headers[length] = b"\x0a" + _encode_varint(len(entry) + length) + entry  # Features.feature = 1
-        pieces.append((headers, data, lengths.tolist()))
-    examples, offsets = [], [0] * len(pieces)
-    for row in range(len(columns[names[0]])):
-        parts = []
-        for index, (headers, data, lengths) in enumerate(pieces):
-            length, start = lengths[row], offsets[index]
-            parts += (headers[length], data[start:start + length])
-            offsets[index] = start + length
-        features = b"".join(parts)
-        examples.append(b"\x0a" + _encode_varint(len(features)) + features)  # Example.features = 1
-    return examples
+            headers.append(b"\x0a" + _encode_varint(len(entry) + length) + entry)  # Features.feature = 1
+        header_bytes, header_starts = _table(headers)
+        sources += [header_bytes, data]
+        piece_starts += [base + header_starts[which], base + len(header_bytes) + np.cumsum(lengths) - lengths]
+        piece_lengths += [header_starts[which + 1] - header_starts[which], lengths]
+        base += len(header_bytes) + len(data)
+        feature_bytes += piece_lengths[-2] + lengths
+    distinct, which = np.unique(feature_bytes, return_inverse=True)
+    prefixes = []  # TFRecord length and its CRC, then Example.features = 1 and its length
+    for length in distinct.tolist():
+        example_header = b"\x0a" + _encode_varint(length)
+        prefixes.append(_frame_header(len(example_header) + length) + example_header)
+    prefix_bytes, prefix_starts = _table(prefixes)
+    sources += [prefix_bytes, bytes(4)]  # then 4 bytes for each record's CRC, written after the gather
+    starts = np.stack([base + prefix_starts[which], *piece_starts, np.full(rows, base + len(prefix_bytes))], axis=1)
+    lengths = np.stack([prefix_starts[which + 1] - prefix_starts[which], *piece_lengths, np.full(rows, 4)], axis=1)
+    buffer = np.frombuffer(b"".join(sources), np.uint8)
+    for first in range(0, rows, block_rows):
+        block_starts, block_lengths = starts[first:first + block_rows], lengths[first:first + block_rows]
+        ends = np.cumsum(block_lengths.reshape(-1))
+        offsets = np.repeat(block_starts.reshape(-1) - (ends - block_lengths.reshape(-1)), block_lengths.reshape(-1))
+        block = buffer[offsets + np.arange(len(offsets))]
+        record_ends = ends[len(names) * 2 + 1::len(names) * 2 + 2]  # after each record's CRC
+        record_starts = np.concatenate([[0], record_ends[:-1]])
+        view = memoryview(block)
+        crcs = np.array([_masked_crc(view[start + 12:end - 4]) for start, end in
+                         zip(record_starts.tolist(), record_ends.tolist())], "<u4")
+        block[(record_ends - 4)[:, None] + np.arange(4)] = crcs.view(np.uint8).reshape(-1, 4)
+        yield block.tobytes()
+
+
+def _table(pieces: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """Byte strings laid end to end, and where each starts (one more entry: the end)."""
+    return b"".join(pieces), np.cumsum([0, *map(len, pieces)])
+
+
+def _frame_header(length: int) -> bytes:
+    """TFRecord's record header: the payload length and its masked CRC."""
+    packed = struct.pack("<Q", length)
+    return packed + struct.pack("<I", _masked_crc(packed))
+
+
+def _frame(data: bytes) -> bytes:
+    return b"".join((_frame_header(len(data)), data, struct.pack("<I", _masked_crc(data))))
 
 
 def column_rows(columns: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
-def _write_framed(payloads: Iterable[bytes], path: str | Path) -> int:
-    """TFRecord framing (length, masked CRCs) of each payload; atomic; returns the record count."""
+def _write_framed(blocks: Iterable[bytes], path: str | Path) -> None:
+    """TFRecord bytes (framed records) into path, atomically."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    count = 0
     try:
         with open(partial, "wb") as handle:
-            for data in payloads:
-                length = struct.pack("<Q", len(data))
-                handle.write(b"".join((length, struct.pack("<I", _masked_crc(length)), data,
-                                       struct.pack("<I", _masked_crc(data)))))
-                count += 1
+            for block in blocks:
+                handle.write(block)
         os.replace(partial, path)
     finally:
         if partial.exists():
             partial.unlink()
-    return count
 
 
 def write_tfrecord(rows: Iterable[Features], path: str | Path) -> int:
     """Write rows as tf.train.Example records (int64 / float lists); atomic; returns the row count."""
-    return _write_framed(map(serialize_example, rows), path)
+    count = 0
+
+    def framed() -> Iterator[bytes]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield _frame(serialize_example(row))
+    _write_framed(framed(), path)
+    return count
 
 
 def write_mindrecord(rows: Iterable[Features], path: str | Path) -> int:
@@ -190,7 +251,8 @@ def write_records(rows: Iterable[Features], path: str | Path, dataset_format: st
 def write_columns(columns: Mapping[str, np.ndarray], path: str | Path, dataset_format: str) -> int:
     """write_records of the rows of [rows, n] columns; TFRecords serialized a column at a time."""
     if dataset_format == "tfrecord":
-        return _write_framed(serialize_columns(columns), path)
+        _write_framed(framed_columns(columns), path)
+        return len(next(iter(columns.values()))) if columns else 0
     return write_records(column_rows(columns), path, dataset_format)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from tfrecord import example_pb2
 
-from src.records import _parse_example, column_rows, iter_tfrecord, serialize_columns, serialize_example, write_tfrecord
+from src.records import (_parse_example, column_rows, framed_columns, iter_tfrecord, serialize_columns, serialize_example,
+                         write_columns, write_tfrecord)
 
 
 def protobuf_columns(payload: bytes) -> dict[str, np.ndarray]:
@@ -76,6 +77,22 @@ def test_column_serializer_writes_protobufs_bytes():
     for batch in (columns, dict(columns, input_ids=columns["input_ids"] - 1),
                   dict(columns, empty=np.zeros((50, 0), np.int64))):
         assert serialize_columns(batch) == [serialize_example(row) for row in column_rows(batch)]
+
+
+def test_column_writer_writes_the_row_writers_file_in_any_block_size(tmp_path):
+    """write_columns (framed a block of rows at a time, CRCs included) against write_tfrecord row by row."""
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 128, 37)
+    columns = {"input_ids": np.where(np.arange(128) < lengths[:, None], rng.integers(0, 30000, (37, 128)), 0),
+               "masked_lm_weights": rng.random((37, 20)).astype(np.float32),
+               "next_sentence_labels": rng.integers(0, 2, (37, 1))}
+    write_tfrecord(column_rows(columns), tmp_path / "rows.tfrecord")
+    expected = (tmp_path / "rows.tfrecord").read_bytes()
+    assert write_columns(columns, tmp_path / "columns.tfrecord", "tfrecord") == 37
+    assert (tmp_path / "columns.tfrecord").read_bytes() == expected
+    for block_rows in (1, 5, 36, 37, 100):
+        assert b"".join(framed_columns(columns, block_rows)) == expected
+    assert len(list(iter_tfrecord(tmp_path / "columns.tfrecord"))) == 37  # the reader checks every CRC
 
 
 def test_record_module_does_not_import_torch():

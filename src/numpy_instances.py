@@ -41,21 +41,21 @@ def segment_pairs(sentence_lengths: list[list[int]], options: MaskingOptions, rn
     """Google's pairing over dupe_factor passes, one row [start_a, length_a, start_b, length_b, is_random_next]
     a pair: each segment is consecutive sentences of one document, so a span of the documents' tokens laid end
     to end."""
-    offsets, position = [], 0
+    offsets, position = [], 0  # each sentence's first token, and then the end, in the tokens laid end to end
     for lengths in sentence_lengths:
         document_offsets = []
         for length in lengths:
             document_offsets.append(position)
             position += length
-        offsets.append(document_offsets)
+        offsets.append(document_offsets + [position])
     rows = []
     for _ in range(dupe_factor):
         for document_index in range(len(sentence_lengths)):
             for part_a, part_b, is_random_next in pair_segments(sentence_lengths, document_index, options, rng):
                 (doc_a, first_a), (doc_b, first_b) = part_a[0], part_b[0]
-                rows.append((offsets[doc_a][first_a], sum(sentence_lengths[d][s] for d, s in part_a),
-                             offsets[doc_b][first_b], sum(sentence_lengths[d][s] for d, s in part_b),
-                             is_random_next))
+                start_a, start_b = offsets[doc_a][first_a], offsets[doc_b][first_b]
+                rows.append((start_a, offsets[doc_a][part_a[-1][1] + 1] - start_a,
+                             start_b, offsets[doc_b][part_b[-1][1] + 1] - start_b, is_random_next))
     return np.array(rows, np.int64).reshape(-1, 5)
 
 
@@ -114,20 +114,23 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
                             vocab_words: Sequence[str], rng: random.Random, generator: np.random.Generator,
                             dupe_factor: int = 10, word_starts: list[list[np.ndarray]] | None = None) -> Columns:
     """All instances of a set of documents (sentences as token id arrays) as the padded feature columns of
-    pretraining_data.instance_to_features, shuffled. word_starts (bool arrays beside the ids; Chinese segmenter
+    pretraining_data.instance_to_features, shuffled; integer columns in the narrowest type that holds them (bool,
+    int32), which the record writers store as int64. word_starts (bool arrays beside the ids; Chinese segmenter
     output) and "##" pieces delimit words under whole-word masking. rng draws the pairing, generator the rest."""
     order = shuffled_documents(sentences, rng)
     sentences = [sentences[d] for d in order]
     lengths = [[len(sentence) for sentence in document] for document in sentences]
-    ids = np.concatenate([*(s for document in sentences for s in document), [0]])  # [0]: no shard is empty
+    ids = np.concatenate([*(s for document in sentences for s in document), [0]], dtype=np.int32)  # [0]: no
+    # shard is empty
     pairs = segment_pairs(lengths, options, rng, dupe_factor)
     start_a, length_a, start_b, length_b, random_next = pairs.T
     from_a, from_b = truncation_counts(length_a, length_b, options.max_seq_length - 3)
     start_a = start_a + generator.binomial(from_a, 0.5)
     start_b = start_b + generator.binomial(from_b, 0.5)
     length_a, length_b = length_a - from_a, length_b - from_b
-    keep = (length_a > 0) & (length_b > 0)
-    start_a, length_a, start_b, length_b, random_next = (column[keep] for column in
+    kept = np.flatnonzero((length_a > 0) & (length_b > 0))
+    kept = kept[generator.permutation(len(kept))]  # the instances in random order, as Google's script shuffles them
+    start_a, length_a, start_b, length_b, random_next = (column[kept] for column in
                                                          (start_a, length_a, start_b, length_b, random_next))
 
     width = options.max_seq_length
@@ -162,15 +165,12 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
                            np.where(draw < 0.9, labels, generator.integers(0, len(vocab_words), labels.shape)))
     np.put_along_axis(tokens, positions, np.where(valid, replacement, labels), axis=1)
 
-    shuffle = generator.permutation(len(tokens))
-    columns = {
+    return {
         "input_ids": tokens,
         "input_mask": column < length,
         "segment_ids": (column >= length_a + 2) & (column < length),
         "masked_lm_positions": np.where(valid, positions, 0),
         "masked_lm_ids": np.where(valid, labels, 0),
-        "masked_lm_weights": valid,
+        "masked_lm_weights": valid.astype(np.float32),
         "next_sentence_labels": random_next[:, None],
     }
-    return {name: values[shuffle].astype(np.float32 if name == "masked_lm_weights" else np.int64)
-            for name, values in columns.items()}

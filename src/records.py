@@ -253,7 +253,9 @@ def write_columns(columns: Mapping[str, np.ndarray], path: str | Path, dataset_f
     if dataset_format == "tfrecord":
         _write_framed(framed_columns(columns), path)
         return len(next(iter(columns.values()))) if columns else 0
-    return write_records(column_rows(columns), path, dataset_format)
+    as_stored = {name: values.astype(np.float32 if values.dtype.kind == "f" else np.int64)
+                 for name, values in columns.items()}
+    return write_records(column_rows(as_stored), path, dataset_format)
 
 
 def schema_json(example: Features, num_rows: int) -> dict:

@@ -175,6 +175,26 @@ def test_tfrecord_and_mindrecord_read_back_equal_what_was_written(tmp_path, chin
             np.testing.assert_array_equal(got_mind[name], want[name], err_msg=name)
 
 
+def test_numpy_draws_write_the_same_rows_to_tfrecord_and_mindrecord(tmp_path, chinese_text_file, chinese_vocab):
+    """--random_draws numpy builds narrow columns (bool, int32); both formats store int64 and float32 rows."""
+    args = ["--max_seq_length", "64", "--max_predictions_per_seq", "10", "--random_draws", "numpy",
+            "--processes", "1"]
+    tf_dir = make_records(tmp_path, "tf", [chinese_text_file], chinese_vocab, *args)
+    mind_dir = make_records(tmp_path, "mind", [chinese_text_file], chinese_vocab, *args, "--dataset_format",
+                            "mindrecord")
+    schema = json.loads((tf_dir / "schema.json").read_text())
+    columns = list(schema["columns"])
+    from_tf = read_back(ds.TFRecordDataset([str(tf_dir / "part-00000.tfrecord")], str(tf_dir / "schema.json"),
+                                           columns_list=columns, shuffle=False))
+    from_mind = read_back(ds.MindDataset([str(mind_dir / "part-00000.mindrecord")], columns_list=columns,
+                                         shuffle=False))
+    assert len(from_tf) == len(from_mind) > 50  # the first shard of each
+    for got_tf, got_mind in zip(from_tf, from_mind):
+        for name in columns:
+            assert got_mind[name].dtype == (np.float32 if name == "masked_lm_weights" else np.int64), name
+            np.testing.assert_array_equal(got_tf[name], got_mind[name], err_msg=name)
+
+
 def test_numpy_draws_mask_chinese_words_whole(tmp_path, chinese_text_file, chinese_vocab):
     """--random_draws numpy with jieba's word starts: masked characters come in runs (words of 2-4 characters),
     so far more masked characters have a masked neighbour than under plain masking of the same text."""

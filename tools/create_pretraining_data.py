@@ -13,6 +13,7 @@ size, and the output is byte-identical for a given seed whatever the number of p
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import multiprocessing
 import random
@@ -72,9 +73,15 @@ def document_chunks(files: list[Path], docs_per_chunk: int) -> Iterator[list[lis
         yield chunk
 
 
+@functools.lru_cache(maxsize=1)
+def worker_tokenizer(vocab_file: str, do_lower_case: bool) -> FullTokenizer:
+    """One tokenizer per worker process, so its cache of words split into pieces carries over between shards."""
+    return FullTokenizer(vocab_file, do_lower_case)
+
+
 def make_shard(shard_index: int, documents: list[list[str]], settings: ShardSettings) -> tuple[Path, int, dict]:
     """Tokenize, pair, mask and write one chunk of documents. Runs in a worker process."""
-    tokenizer = FullTokenizer(settings.vocab_file, settings.do_lower_case)
+    tokenizer = worker_tokenizer(settings.vocab_file, settings.do_lower_case)
     vocab_words = list(tokenizer.vocab)
     word_starts = None
     if settings.chinese_whole_word or settings.random_draws == "google":

@@ -7,9 +7,10 @@ greedy longest-match WordPiece with "##" continuations and [UNK] for words that 
 
 Here BasicTokenizer is Google's steps as Python's C-speed string operations (regular expressions over character
 classes read from unicodedata, as Google's code reads them; lower() and NFD) over a whole document at a time, and
-WordPiece is `tokenizers`' Rust model, called once per distinct word and cached. That is 3x the throughput of
-`tokenizers`' full BertWordPiece pipeline, whose per-character normalizer bookkeeping was the cost (bench/RESULTS.md),
-and about 15x mindspore.dataset.text.BertTokenizer (whose lower-casing also maps full-width punctuation to ASCII).
+WordPiece is `tokenizers`' Rust model, called once per distinct word and cached. That is 2-2.4x the throughput of
+`tokenizers`' whole BertWordPiece pipeline, whose per-character normalizer and pre-tokenizer were the cost
+(bench/RESULTS.md, data preparation), which itself ran 15x mindspore.dataset.text.BertTokenizer (whose
+lower-casing also maps full-width punctuation to ASCII).
 tests/test_tokenization.py checks equality with Google's tokenization.py on every sentence of the shipped Chinese
 and English text.
 """

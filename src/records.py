@@ -70,22 +70,19 @@ def _packed_varints(column: np.ndarray) -> tuple[bytes, np.ndarray]:
     largest = int(values.max())
     if largest < 0x80:  # one byte each: flags, labels, segment ids
         return values.astype(np.uint8).tobytes(), np.full(len(column), column.shape[1])
-    if largest >= _VARINT_TABLE_LIMIT:
-        values = values.astype(np.int64)
-        byte_tables, size_table = _varint_bytes(values), None
-    else:
-        byte_tables = _varint_bytes(np.arange(largest + 1))
-        size_table = sum((table >= 0x80 for table in byte_tables), np.ones(largest + 1, np.uint8))
-    sizes = size_table[values] if size_table is not None else \
-        sum((table >= 0x80 for table in byte_tables), np.ones(len(values), np.uint8))
+    if largest < _VARINT_TABLE_LIMIT:
+        byte_tables, lookup = _varint_bytes(np.arange(largest + 1)), values
+    else:  # a table of the values themselves
+        byte_tables, lookup = _varint_bytes(values), np.arange(len(values))
+    size_table = sum((table >= 0x80 for table in byte_tables), np.ones(len(byte_tables[0]), np.uint8))
+    sizes = size_table[lookup]
     ends = np.cumsum(sizes, dtype=np.int64)
     starts = ends - sizes
-    data = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+    data = np.empty(int(ends[-1]), np.uint8)
     for byte, table in enumerate(byte_tables):
-        present = sizes > byte if byte else slice(None)
-        data[starts[present] + byte] = table[values[present]] if size_table is not None else table[present]
-    row_ends = ends.reshape(column.shape)[:, -1]
-    return data.tobytes(), np.diff(row_ends, prepend=0)
+        present = sizes > byte
+        data[starts[present] + byte] = table[lookup[present]]
+    return data.tobytes(), np.diff(ends.reshape(column.shape)[:, -1], prepend=0)
 
 
 _VARINT_TABLE_LIMIT = 1 << 20  # columns whose values stay below it use a lookup table (at most 3 MiB)
@@ -98,19 +95,6 @@ def _varint_bytes(values: np.ndarray) -> list[np.ndarray]:
     width = max(1, -(-int(values.max(initial=0)).bit_length() // 7))
     return [(((values >> 7 * byte) & 0x7F) | ((values >> 7 * (byte + 1) > 0) << 7)).astype(np.uint8)
             for byte in range(width)]
-
-
-def serialize_columns(columns: Mapping[str, np.ndarray]) -> list[bytes]:
-    """serialize_example of each row of [rows, n] columns, the same bytes, built a column at a time."""
-    return [record[12:-4] for block in framed_columns(columns) for record in _split_framed(block)]
-
-
-def _split_framed(block: bytes) -> Iterator[bytes]:
-    at = 0
-    while at < len(block):
-        length = struct.unpack_from("<Q", block, at)[0]
-        yield block[at:at + 16 + length]
-        at += 16 + length
 
 
 def framed_columns(columns: Mapping[str, np.ndarray], block_rows: int = 4096) -> Iterator[bytes]:

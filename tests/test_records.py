@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from tfrecord import example_pb2
 
-from src.records import (_parse_example, column_rows, framed_columns, iter_tfrecord, serialize_columns, serialize_example,
-                         write_columns, write_tfrecord)
+from src.records import _parse_example, column_rows, framed_columns, iter_tfrecord, write_columns, write_tfrecord
 
 
 def protobuf_columns(payload: bytes) -> dict[str, np.ndarray]:
@@ -65,9 +64,9 @@ def test_decoder_refuses_what_is_not_an_example(payload):
         _parse_example(payload)
 
 
-def test_column_serializer_writes_protobufs_bytes():
-    """serialize_columns (a column at a time) against protobuf's deterministic serialization of each row: varints
-    of every byte count, floats of every kind, and the columns it hands to protobuf."""
+def test_column_writer_writes_protobufs_bytes(tmp_path):
+    """framed_columns (a column at a time) against protobuf's deterministic serialization of each row, framed by
+    write_tfrecord: varints of every byte count, floats of every kind, and the columns it hands to protobuf."""
     rng = np.random.default_rng(1)
     edges = np.array([0, 1, 127, 128, 16383, 16384, 2 ** 21, 2 ** 28 - 1, 2 ** 32, 2 ** 35, 2 ** 49, 2 ** 63 - 1])
     columns = {"input_ids": rng.integers(0, 30000, (50, 128)), "next_sentence_labels": rng.integers(0, 2, (50, 1)),
@@ -76,7 +75,8 @@ def test_column_serializer_writes_protobufs_bytes():
                "specials": np.tile(np.array([0.0, -0.0, np.inf, np.nan, 1e-40], np.float32), (50, 1))}
     for batch in (columns, dict(columns, input_ids=columns["input_ids"] - 1),
                   dict(columns, empty=np.zeros((50, 0), np.int64))):
-        assert serialize_columns(batch) == [serialize_example(row) for row in column_rows(batch)]
+        write_tfrecord(column_rows(batch), tmp_path / "rows.tfrecord")
+        assert b"".join(framed_columns(batch)) == (tmp_path / "rows.tfrecord").read_bytes()
 
 
 def test_column_writer_writes_the_row_writers_file_in_any_block_size(tmp_path):

@@ -31,7 +31,7 @@ GOOGLE_MAX_WORD_CHARACTERS = 200  # a longer word is [UNK] (tokenization.Wordpie
 # tokenization._is_chinese_char: the CJK Unified Ideographs blocks, each character a word of its own
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
                (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-_WORD_CACHE_LIMIT = 1_000_000  # distinct words kept with their WordPiece ids (a few hundred MB at most)
+_WORD_CACHE_LIMIT = 250_000  # distinct words kept with their WordPiece ids: about 250 bytes each, 60 MB per process
 
 
 def load_vocab(vocab_file: str | Path) -> dict[str, int]:

@@ -11,6 +11,8 @@ TensorFlow stays out of the MindSpore test process.
 
     python tests/google_bert.py create_pretraining_data --input_file=... --output_file=...   (Google's flags)
     python tests/google_bert.py tokenize VOCAB TEXT_FILE OUT_JSON LOWER_CASE   (tokens of each line)
+    python tests/google_bert.py basic_tokenize TEXT_FILE OUT_JSON   (BasicTokenizer's words of each line,
+        {"true": lower-cased, "false": cased})
     python tests/google_bert.py checkpoint OUT_DIR   (a random Google BertModel with pretraining heads: its
         bert_model.ckpt, bert_config.json, inputs.npz and Google's outputs.npz)
     python tests/google_bert.py restore CHECKPOINT INPUTS OUTPUTS   (Google's outputs from a checkpoint: every
@@ -84,6 +86,18 @@ def tokenize(vocab: str, text_file: str, output: str, lower_case: str) -> None:
     Path(output).write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
 
 
+def basic_tokenize(text_file: str, output: str) -> None:
+    import_google_bert()
+    from absl import flags
+    flags.FLAGS.mark_as_parsed()  # tokenization reads a flag (preserve_unused_tokens, default False)
+    from bert.tokenization import BasicTokenizer
+    with open(text_file, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle]
+    words = {str(lower).lower(): [BasicTokenizer(do_lower_case=lower).tokenize(line) for line in lines]
+             for lower in (True, False)}
+    Path(output).write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+
+
 def _pretraining_graph(tf, config):
     """Google's BertModel and its pretraining heads (run_pretraining.py's functions), inference mode."""
     from bert import modeling, run_pretraining
@@ -151,7 +165,8 @@ def restore(checkpoint_path: str, inputs_file: str, outputs_file: str) -> None:
 
 
 COMMANDS = {"create_pretraining_data": lambda args: create_pretraining_data(args),
-            "tokenize": lambda args: tokenize(*args), "checkpoint": lambda args: checkpoint(*args),
+            "tokenize": lambda args: tokenize(*args), "basic_tokenize": lambda args: basic_tokenize(*args),
+            "checkpoint": lambda args: checkpoint(*args),
             "restore": lambda args: restore(*args)}
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 Reference: Google's own tokenization.py (the bert-tensorflow package), run by tests/google_bert.py.
 """
 import json
+import random
+import sys
 
 import pytest
 
-from src.tokenization import FullTokenizer, load_vocab
+from src.tokenization import BasicTokenizer, FullTokenizer, load_vocab
 from tests import google_bert
 
 # Full-width punctuation, accents, mixed scripts, control characters: where tokenizers tend to differ.
@@ -57,6 +59,30 @@ def test_english_wikipedia_matches_google(wiki_text_dir, wiki_vocab, do_lower_ca
 def test_chinese_news_matches_google(chinese_text_file, chinese_vocab, tmp_path):
     texts = lines_of(chinese_text_file) + HARD_CASES
     assert_same_tokens(chinese_vocab, texts, True, tmp_path)
+
+
+def test_basic_tokenizer_equals_googles_on_every_code_point(tmp_path):
+    """Every Unicode scalar value once, 40 a line in a random order, with spaces, letters, a dot, a capital sigma and
+    a combining accent between them: our BasicTokenizer (regular expressions over BMP classes, callbacks for
+    astral characters) against Google's, lower-cased and cased."""
+    rng = random.Random(0)
+    points = [point for point in range(1, sys.maxunicode + 1) if not 0xD800 <= point <= 0xDFFF]
+    rng.shuffle(points)
+    lines = []
+    for start in range(0, len(points), 40):
+        characters = [chr(point) for point in points[start:start + 40]]
+        for at in range(0, 40, 7):
+            characters.insert(at, rng.choice([" ", "a", "E", ".", "\u03a3", "\u0301"]))
+        lines.append("".join(characters).replace("\n", " ").replace("\r", " "))  # one text a line of the file
+    text_file, google_file = tmp_path / "texts.txt", tmp_path / "google.json"
+    text_file.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    google_bert.run("basic_tokenize", text_file, google_file)
+    google = json.loads(google_file.read_text(encoding="utf-8"))
+    for lower in (True, False):
+        ours = BasicTokenizer(lower).words_batch(lines)
+        assert len(ours) == len(google[str(lower).lower()]) == len(lines)
+        for line, mine, reference in zip(lines, ours, google[str(lower).lower()]):
+            assert mine == reference, ascii(line)
 
 
 def test_chinese_characters_are_single_tokens_and_unknown_words_become_unk(chinese_vocab):

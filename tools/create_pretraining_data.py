@@ -73,9 +73,15 @@ def document_chunks(files: list[Path], docs_per_chunk: int) -> Iterator[list[lis
         yield chunk
 
 
-@functools.lru_cache(maxsize=1)
 def worker_tokenizer(vocab_file: str, do_lower_case: bool) -> FullTokenizer:
-    """One tokenizer per worker process, so its cache of words split into pieces carries over between shards."""
+    """One tokenizer per worker process, so its cache of words split into pieces carries over between shards;
+    a new one when the vocab file is another file or was rewritten."""
+    stat = Path(vocab_file).stat()
+    return _tokenizer_for(str(Path(vocab_file).resolve()), stat.st_mtime_ns, stat.st_size, do_lower_case)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_for(vocab_file: str, modified_ns: int, size: int, do_lower_case: bool) -> FullTokenizer:
     return FullTokenizer(vocab_file, do_lower_case)
 
 

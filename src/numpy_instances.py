@@ -120,8 +120,8 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
     order = shuffled_documents(sentences, rng)
     sentences = [sentences[d] for d in order]
     lengths = [[len(sentence) for sentence in document] for document in sentences]
-    ids = np.concatenate([*(s for document in sentences for s in document), [0]], dtype=np.int32)  # [0]: no
-    # shard is empty
+    # every token id laid end to end, and a [0] so that no shard's array is empty
+    ids = np.concatenate([*(s for document in sentences for s in document), [0]], dtype=np.int32)
     pairs = segment_pairs(lengths, options, rng, dupe_factor)
     start_a, length_a, start_b, length_b, random_next = pairs.T
     from_a, from_b = truncation_counts(length_a, length_b, options.max_seq_length - 3)

@@ -79,7 +79,8 @@ def _packed_varints(column: np.ndarray) -> tuple[bytes, np.ndarray]:
     ends = np.cumsum(sizes, dtype=np.int64)
     starts = ends - sizes
     data = np.empty(int(ends[-1]), np.uint8)
-    for byte, table in enumerate(byte_tables):
+    data[starts] = byte_tables[0][lookup]  # every varint has a first byte
+    for byte, table in enumerate(byte_tables[1:], 1):
         present = sizes > byte
         data[starts[present] + byte] = table[lookup[present]]
     return data.tobytes(), np.diff(ends.reshape(column.shape)[:, -1], prepend=0)

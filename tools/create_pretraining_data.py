@@ -103,7 +103,7 @@ def make_shard(shard_index: int, documents: list[list[str]], settings: ShardSett
     if settings.random_draws == "numpy":
         ids = ([tokenizer.convert_tokens_to_ids(tokens) for tokens in document] for document in tokenized) \
             if word_starts else (tokenizer.ids_batch(document) for document in documents)  # each text tokenized once
-        sentences = [[np.array(sentence, np.int64) for sentence in document] for document in ids]
+        sentences = [[np.array(sentence, np.int32) for sentence in document] for document in ids]
         starts = [[np.array(flags, bool) for flags in document] for document in word_starts] if word_starts else None
         columns = create_instance_columns(sentences, options, vocab_words, rng,
                                           np.random.default_rng([settings.random_seed, shard_index]),

@@ -11,11 +11,19 @@ and pooled output. --batch_size 0 exports MindIR with a dynamic batch size; Mind
 shapes only. ONNX export computes GELU's erf by a polynomial (MindSpore's ONNX exporter has no Erf; error
 1.5e-6 in float32). After writing, the file is loaded back (MindSpore GraphCell, onnxruntime) and its outputs
 compared with the checkpoint's graph; the largest difference is printed, and more than 1e-4 fails the export.
+
+Before any graph is built the shapes are checked, each mismatch refused in one line: --max_seq_length (default:
+the finetuning run's task card; min(128, max_position_embeddings) for a pretrained checkpoint) at most the model's
+max_position_embeddings (NEZHA's relative-position table is built for as many positions), the vocab beside a
+finetuned checkpoint no larger than the model's vocab_size, and every encoder weight of the checkpoint used by the
+model (a BERT checkpoint with a NEZHA config would otherwise lose its position embeddings silently). predict.py
+checks a --model_file against the task card in the same way (src/inference.py).
 """
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
@@ -23,13 +31,13 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.bert_model import BertModel
-from src.checkpoint import load_checkpoint_into
 from src.cli import ArgumentParser, run_cli
 from src.config import BertConfig, load_bert_config, str2bool
 from src.distributed import compute_type_for_device, setup_device
-from src.inference import MindIRBackend, OnnxBackend, make_onnx_exportable, numpy_outputs, task_network
+from src.inference import (MindIRBackend, OnnxBackend, check_model_fits, load_weights, make_onnx_exportable,
+                           numpy_outputs, task_network)
 from src.run_dir import CHECKPOINT_NAME, latest_checkpoint
-from src.task_card import run_card_of
+from src.task_card import TaskCard, run_card_of
 
 PREFIXES = ("classifier", "ner", "squad", "checkpoint_bert")
 TOLERANCE = 1e-4
@@ -51,34 +59,83 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ckpt_file", "--export_ckpt_file", dest="ckpt_file", required=True,
                         help="a checkpoint, or the directory a finetuning or pretraining run saved into")
     parser.add_argument("--file_name", "--export_file_name", dest="file_name", required=True,
-                        help="output path without extension (.mindir / .onnx is added)")
-    parser.add_argument("--file_format", choices=("MINDIR", "ONNX"), default="MINDIR")
+                        help="output path; .mindir / .onnx is added unless it ends in it")
+    parser.add_argument("--file_format", type=str.upper, choices=("MINDIR", "ONNX"), default="MINDIR",
+                        help="MINDIR or ONNX (either case)")
     parser.add_argument("--batch_size", type=int, default=1, help="0: dynamic batch size (MINDIR only)")
     parser.add_argument("--bert_network", default="",
                         help="model preset or YAML, for a checkpoint without a finetuning description (pretrained)")
     parser.add_argument("--max_seq_length", type=int, default=0,
-                        help="default: the finetuning run's; 128 for a pretrained checkpoint")
+                        help="at most the model's max_position_embeddings; default: the finetuning run's (its task "
+                             "card, what predict.py feeds the file); for a pretrained checkpoint "
+                             "min(128, max_position_embeddings)")
     parser.add_argument("--overwrite", type=str2bool, default=False, help="replace an existing output file")
     parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None)
     parser.add_argument("--device_id", type=int, default=0)
     return parser.parse_args(argv)
 
 
-def build_graph(args: argparse.Namespace, checkpoint: Path) -> tuple[nn.Cell, int, str]:
-    """The graph to export with the checkpoint's weights, its sequence length, and what it is (for the log)."""
+@dataclass(frozen=True)
+class Plan:
+    """What will be exported, settled and checked before any graph is built."""
+
+    config: BertConfig
+    card: TaskCard | None
+    seq_length: int
+    what: str
+    model_source: str
+
+
+def plan_export(args: argparse.Namespace, checkpoint: Path) -> Plan:
+    """The model the checkpoint is for and the sequence length to export, checked against each other and against
+    the task card and vocab beside the checkpoint: one line naming the flag (or file) and the model's limit, before
+    MindSpore sees a shape it would fail on with its C++ stack (and an IR dump in the working directory)."""
     description = run_card_of(checkpoint) if CHECKPOINT_NAME.match(checkpoint.name) else None
     if description is not None and description.card_file.is_file():
-        card, _, config = description.read()
-        network, seq_length, what = task_network(card, compute_type_for_device(config)), card.max_seq_length, card.task
+        card, vocab, config = description.read()
+        model_source, what, default = str(description.model_file), card.task, card.max_seq_length
+        check_model_fits(card, config, description.card_file, vocab, model_source)
     else:
         if not args.bert_network:
             raise ValueError(f"checkpoint {checkpoint} has no finetuning description beside it (a pretrained "
                              f"checkpoint?): pass --bert_network, the model preset or YAML it was trained with")
-        network = Encoder(compute_type_for_device(load_bert_config(args.bert_network)))
-        seq_length, what = 128, "encoder"
-    load_checkpoint_into(network, checkpoint)
+        card, config, what = None, load_bert_config(args.bert_network), "encoder"
+        model_source = f"--bert_network {args.bert_network}"
+        default = min(128, config.max_position_embeddings)
+    seq_length = args.max_seq_length or default
+    limit = config.max_position_embeddings
+    if seq_length > limit:
+        kind = ("its relative-position table covers" if config.use_relative_positions else
+                "it has position embeddings for")
+        raise ValueError(f"--max_seq_length {seq_length} exceeds the model's max_position_embeddings {limit} "
+                         f"({model_source}; {kind} {limit} positions): pass --max_seq_length {limit} or less")
+    if card is not None and seq_length != card.max_seq_length:
+        print(f"note: --max_seq_length {seq_length} differs from the finetuning run's {card.max_seq_length}: "
+              f"predict.py --model_file reads files of the run's length only", flush=True)
+    return Plan(config, card, seq_length, what, model_source)
+
+
+def build_graph(plan: Plan, checkpoint: Path) -> nn.Cell:
+    """The graph to export with the checkpoint's weights."""
+    config = compute_type_for_device(plan.config)
+    network = task_network(plan.card, config) if plan.card is not None else Encoder(config)
+    load_weights(network, checkpoint, plan.model_source)
     network.set_train(False)
-    return network, args.max_seq_length or seq_length, what
+    return network
+
+
+def check_output_place(target: Path) -> None:
+    """The directory of --file_name can be made and written to (checked before the minutes of an export)."""
+    directory = target.parent
+    existing = next(parent for parent in (directory, *directory.parents) if parent.exists() or parent == parent.parent)
+    if not existing.is_dir():
+        raise ValueError(f"--file_name {target.with_suffix('')}: {existing} is a file, not a directory: pass a "
+                         f"--file_name in a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--file_name {target.with_suffix('')}: directory {existing} is not writable: pass a "
+                         f"--file_name in a directory you can write to")
+    if target.is_dir():
+        raise ValueError(f"--file_name {target.with_suffix('')}: {target} is a directory: pass another --file_name")
 
 
 def sample_inputs(batch: int, seq_length: int, vocab_size: int) -> list[np.ndarray]:
@@ -97,13 +154,21 @@ def export(args: argparse.Namespace) -> dict:
         raise ValueError(f"--batch_size {args.batch_size}: pass a batch size of at least 1"
                          + (" (MindSpore exports ONNX with fixed shapes)" if args.file_format == "ONNX" else
                             ", or 0 for a dynamic batch size"))
-    target = Path(f"{args.file_name}.{args.file_format.lower()}")
+    if args.max_seq_length < 0:
+        raise ValueError(f"--max_seq_length {args.max_seq_length} is out of range: pass a length of at least 1, or "
+                         f"leave it out for the model's (finetuning run's) length")
+    suffix = f".{args.file_format.lower()}"
+    file_name = args.file_name[:-len(suffix)] if args.file_name.lower().endswith(suffix) else args.file_name
+    target = Path(f"{file_name}{suffix}")
     if target.exists() and not args.overwrite:
         raise ValueError(f"{target} exists: pass --overwrite true to replace it, or another --file_name")
+    check_output_place(target)
     checkpoint = latest_checkpoint(args.ckpt_file, PREFIXES)  # a file, or the newest of a run directory
+    plan = plan_export(args, checkpoint)
+    seq_length, what = plan.seq_length, plan.what
     setup_device(args.device_target, args.device_id)
-    network, seq_length, what = build_graph(args, checkpoint)
-    vocab_size = network.bert.config.vocab_size
+    network = build_graph(plan, checkpoint)
+    vocab_size = plan.config.vocab_size
     check_inputs = sample_inputs(args.batch_size or 2, seq_length, vocab_size)
     expected = numpy_outputs(network(*(Tensor(a) for a in check_inputs)))
     if args.file_format == "ONNX":

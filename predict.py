@@ -32,6 +32,7 @@ from src.distributed import compute_type_for_device, setup_device
 from src.inference import BACKENDS, open_backend
 from src.pipelines import Counts, answer_questions, classify, cluener_label, tag_entities
 from src.prediction_io import INPUT_FORMATS, OUTPUT_FORMATS, OutputFile, read_inputs
+from src.paths import check_apart
 from src.run_dir import latest_checkpoint, run_prefixes
 from src.task_card import TASKS, run_card_of
 from src.tokenization import FullTokenizer
@@ -90,15 +91,19 @@ def predict(args: argparse.Namespace) -> dict:
     if args.output_format not in OUTPUT_FORMATS[card.task]:
         raise ValueError(f"--output_format {args.output_format} is not one of {card.task}'s: "
                          f"{', '.join(OUTPUT_FORMATS[card.task])}")
+    if args.output_file not in ("", "-"):
+        check_apart({"--output_file": args.output_file},
+                    {"--input_file": "" if args.input_file == "-" else args.input_file, "the checkpoint": checkpoint})
     inputs = read_inputs(args.input_file, card.task, input_format)
-    output = OutputFile(args.output_file, args.overwrite)
-    setup_device(args.device_target, args.device_id)
-    backend = open_backend(args.backend, card, compute_type_for_device(config), checkpoint, args.model_file)
-    tokenizer = FullTokenizer(vocab, card.do_lower_case)
     counts = Counts()
-    bar = tqdm(total=len(inputs.items), unit="text", leave=False,
-               disable=args.input_file == "-" or args.output_file in ("", "-"))  # not between output lines
-    try:
+    bar = None
+    output = OutputFile(args.output_file, args.overwrite)
+    try:  # from here on, whatever stops the program (an error, a signal, a full disk) leaves no partial output
+        setup_device(args.device_target, args.device_id)
+        backend = open_backend(args.backend, card, compute_type_for_device(config), checkpoint, args.model_file)
+        tokenizer = FullTokenizer(vocab, card.do_lower_case)
+        bar = tqdm(total=len(inputs.items), unit="text", leave=False,
+                   disable=args.input_file == "-" or args.output_file in ("", "-"))  # not between output lines
         if card.task == "classification":
             write_classes(output, inputs, classify(inputs.items, backend, tokenizer, card, args.batch_size, counts),
                           args.output_format, card, bar)
@@ -106,7 +111,12 @@ def predict(args: argparse.Namespace) -> dict:
             crf = None
             if card.use_crf:
                 params = read_checkpoint(checkpoint)
-                crf = (params["crf.transitions"], params["crf.start_transitions"], params["crf.end_transitions"])
+                names = ("crf.transitions", "crf.start_transitions", "crf.end_transitions")
+                if not all(name in params for name in names):
+                    raise ValueError(f"checkpoint {checkpoint} has no CRF weights ({names[0]}) but its task card "
+                                     f"says use_crf: the card belongs to another run; finetune again or copy the "
+                                     f"card of the run that wrote this checkpoint")
+                crf = tuple(params[name] for name in names)
             write_entities(output, inputs, tag_entities(inputs.items, backend, tokenizer, card, args.batch_size, counts,
                                                          crf), args.output_format, bar)
         else:
@@ -114,10 +124,12 @@ def predict(args: argparse.Namespace) -> dict:
                                        args.n_best_size, args.max_answer_length, args.version_2_with_negative,
                                        args.null_score_diff_threshold)
             write_answers(output, inputs, answers, args.output_format, bar)
+        output.close()
     except BaseException:
+        if bar is not None:
+            bar.close()  # cleared before the one line that says why
         output.abandon()
         raise
-    output.close()
     bar.close()
     report(args, card.task, counts, inputs.empty_lines, checkpoint)
     return {"texts": counts.texts, "truncated": counts.truncated, "windowed": counts.windowed,

@@ -2,8 +2,8 @@
 
     python pretrain_eval.py --data_dir eval_records/ --load_checkpoint_path ckpt_0/ --config configs/pretrain.yaml
 
-Also prints the accuracy of always predicting the most frequent masked token of these records, the baseline a
-model must beat to have learned anything from context.
+Beside each accuracy it prints the baseline a model must beat to have learned anything from context: always
+predicting the most frequent masked token (MLM), and always predicting the more frequent NSP label of these records.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from src.cli import ArgumentParser, run_cli
 from src.config import load_bert_config, load_run_config
 from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
+from src.output_dir import write_text_atomically
+from src.paths import check_apart
 from src.run_dir import latest_checkpoint
 
 
@@ -31,6 +33,7 @@ class PretrainingAccuracy:
     masked_tokens: int
     sequences: int
     most_frequent_token_accuracy: float
+    majority_nsp_accuracy: float
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
+    check_apart({"--output_file": args.output_file},
+                {"--data_dir": args.data_dir, "--load_checkpoint_path": args.load_checkpoint_path})
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     setup_device(args.device_target, args.device_id)
     bert_config = compute_type_for_device(load_bert_config(run_config.bert_network)).replace(
@@ -62,14 +67,17 @@ def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
                                             args.dataset_format, do_shuffle=False, model=bert_config)
     totals = np.zeros(4)
     label_counts: Counter = Counter()
+    next_sentence_counts: Counter = Counter()
     for batch in dataset.create_tuple_iterator():
         totals += [float(x.asnumpy()) for x in network(*batch)]
         ids, weights = batch[5].asnumpy().reshape(-1), batch[6].asnumpy().reshape(-1)
         label_counts.update(ids[weights > 0].tolist())
+        next_sentence_counts.update(batch[3].asnumpy().reshape(-1).tolist())
     mlm_hits, masked, nsp_hits, sequences = totals
     return PretrainingAccuracy(mlm_accuracy=mlm_hits / masked, nsp_accuracy=nsp_hits / sequences,
                                masked_tokens=int(masked), sequences=int(sequences),
-                               most_frequent_token_accuracy=label_counts.most_common(1)[0][1] / masked)
+                               most_frequent_token_accuracy=label_counts.most_common(1)[0][1] / masked,
+                               majority_nsp_accuracy=next_sentence_counts.most_common(1)[0][1] / sequences)
 
 
 def evaluate_and_report(argv: list[str]) -> PretrainingAccuracy:
@@ -77,9 +85,10 @@ def evaluate_and_report(argv: list[str]) -> PretrainingAccuracy:
     result = evaluate(args)
     print(f"MLM accuracy: {result.mlm_accuracy:.4f} over {result.masked_tokens} masked tokens "
           f"(most frequent token: {result.most_frequent_token_accuracy:.4f}); "
-          f"NSP accuracy: {result.nsp_accuracy:.4f} over {result.sequences} sequences")
+          f"NSP accuracy: {result.nsp_accuracy:.4f} over {result.sequences} sequences "
+          f"(majority label: {result.majority_nsp_accuracy:.4f})")
     if args.output_file:
-        Path(args.output_file).write_text(json.dumps(asdict(result), indent=2) + "\n")
+        write_text_atomically(Path(args.output_file), json.dumps(asdict(result), indent=2) + "\n")
     return result
 
 

@@ -50,11 +50,16 @@ def run(args: argparse.Namespace) -> dict | None:
         checkpoint = finetune(args, run_config,
                               BertClassifierWithLoss(bert_config, args.num_class, run_config.classifier_pooling),
                               PREFIX, args.num_class if args.num_class > 1 else None, description, float_columns)
+        if args.check_only:
+            return None
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None
     if not checkpoint:
         raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
+    if args.check_only:
+        print(f"checks passed: evaluating {latest_checkpoint(checkpoint, PREFIX)}")
+        return None
     model = BertForSequenceClassification(bert_config.replace(hidden_dropout_prob=0.0), args.num_class,
                                           run_config.classifier_pooling)
     labels, predictions = [], []

@@ -24,6 +24,7 @@ from src.finetune_data import load_ner_label2id
 from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
 from src.metrics import entity_scores, entity_spans
 from src.run_dir import latest_checkpoint
+from src.text_input import text_lines
 
 PREFIX = "ner"
 
@@ -54,16 +55,13 @@ def tag_sequences(outputs, use_crf: bool, id2label: dict[int, str]):
 
 def read_clue_texts(path: str) -> list[str]:
     """The "text" of every line of a CLUENER json file (read before training, so a bad file fails first)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--eval_json_path {path} does not exist: pass the CLUENER json of the eval set")
     texts = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    texts.append(json.loads(line)["text"])
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"{path}:{number} is not a CLUENER json object with a \"text\"") from None
+    for number, line in text_lines(path, "--eval_json_path", "pass the CLUENER json of the eval set"):
+        if line.strip():
+            try:
+                texts.append(json.loads(line)["text"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}:{number} is not a CLUENER json object with a \"text\"") from None
     return texts
 
 
@@ -88,7 +86,7 @@ def run(args: argparse.Namespace) -> dict | None:
     if num_class != len(label2id):
         raise ValueError(f"--num_class {num_class} does not match the {len(label2id)} labels of "
                          f"{args.label2id_file_path}: leave --num_class out or fix the label2id file")
-    if args.vocab_file_path and sum(1 for _ in open(args.vocab_file_path, encoding="utf-8")) > bert_config.vocab_size:
+    if args.vocab_file_path and sum(1 for _ in text_lines(args.vocab_file_path, "vocab file")) > bert_config.vocab_size:
         raise ValueError(f"vocab file {args.vocab_file_path} is larger than the model's vocab_size "
                          f"{bert_config.vocab_size}: pick the --bert_network the vocab belongs to")
     checkpoint = args.load_finetune_checkpoint_path
@@ -103,11 +101,16 @@ def run(args: argparse.Namespace) -> dict | None:
         description = describe_run(args, "ner", num_class, label2id, use_crf=args.use_crf)
         checkpoint = finetune(args, run_config, BertTaggerWithLoss(bert_config, num_class, args.use_crf), PREFIX,
                               num_class, description)
+        if args.check_only:
+            return None
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None
     if not checkpoint:
         raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
+    if args.check_only:
+        print(f"checks passed: evaluating {latest_checkpoint(checkpoint, PREFIX)}")
+        return None
     model = BertTaggerDecoder(bert_config.replace(hidden_dropout_prob=0.0), num_class, args.use_crf)
     id2label = {index: label for label, index in label2id.items()}
     gold, predicted = [], []

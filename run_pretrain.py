@@ -14,6 +14,7 @@ from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import load_bert_config, load_run_config, str2bool
 from src.dataset import create_record_dataset
 from src.distributed import compute_type_for_device, setup_device
+from src.paths import check_apart
 from src.training import CheckpointPolicy, sinks, train
 
 
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bert_network", default="",
                         help="model preset or YAML, overriding the config's bert_network")
     parser.add_argument("--output_dir", default=".", help="where train_log.txt and metrics.jsonl go")
+    parser.add_argument("--check_only", type=str2bool, default=False,
+                        help="check flags, config, records, checkpoint and output places as the run would (for "
+                             "--device_num ranks when distributed, without joining a collective), then exit "
+                             "without training; the launchers run this before going to the background")
     return parser.parse_args(argv)
 
 
@@ -59,9 +64,16 @@ def run(args: argparse.Namespace) -> Path | None:
     if args.train_steps == 0 or args.train_steps < -1:
         raise ValueError(f"--train_steps {args.train_steps} is out of range: pass at least 1, or -1 to train "
                          f"--epoch_size epochs")
+    save_dir = Path(args.save_checkpoint_path or ".")
+    check_apart({"--output_dir": args.output_dir, "--save_checkpoint_path": save_dir},
+                {"--data_dir": args.data_dir, "--schema_dir": args.schema_dir})
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     bert_config = load_bert_config(run_config.bert_network)
-    rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
+    if args.check_only and args.distribute:  # the launcher's check: rank 0 of --device_num, no collective
+        check_minimums(args, device_num=1)
+        (rank, _), device_num = setup_device(args.device_target, args.device_id), args.device_num
+    else:
+        rank, device_num = setup_device(args.device_target, args.device_id, args.distribute)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
     bert_config = compute_type_for_device(bert_config)
@@ -79,14 +91,15 @@ def run(args: argparse.Namespace) -> Path | None:
                                           args.dataset_format, args.do_shuffle, device_num, rank, epochs=epochs,
                                           skip_batches=skip_batches, shuffle_buffer=run_config.shuffle_buffer)[0]
 
-    checkpoints = CheckpointPolicy(Path(args.save_checkpoint_path or ".") / f"ckpt_{rank}",
+    checkpoints = CheckpointPolicy(save_dir / f"ckpt_{rank}",
                                    args.save_checkpoint_steps, args.save_checkpoint_num) \
         if args.enable_save_ckpt else None
     # Rank 0 logs to output_dir, the others beside it, so the files of parallel ranks never interleave.
     output_dir = Path(args.output_dir) if rank == 0 else Path(args.output_dir) / f"rank_{rank}"
     return train(network, run_config, make_dataset, steps_per_epoch, total_steps, output_dir, checkpoints,
                  args.load_checkpoint_path, args.accumulation_steps, args.enable_lossscale, args.enable_data_sink,
-                 args.data_sink_steps, device_num, data_source=f"data_dir {args.data_dir}")
+                 args.data_sink_steps, device_num, data_source=f"data_dir {args.data_dir}",
+                 check_only=args.check_only)
 
 
 def pretrain(argv: list[str]) -> Path | None:

@@ -98,11 +98,16 @@ def run(args: argparse.Namespace) -> dict | None:
                                    max_query_length=args.max_query_length)
         checkpoint = finetune(args, run_config, BertSquadWithLoss(bert_config), PREFIX, None, description,
                               columns=SQUAD_TRAIN_COLUMNS)
+        if args.check_only:
+            return None
         print(f"finetuned checkpoint: {checkpoint}")
     if not args.do_eval:
         return None
     if not checkpoint:
         raise ValueError("--load_finetune_checkpoint_path is required with --do_eval true and --do_train false")
+    if args.check_only:
+        print(f"checks passed: evaluating {latest_checkpoint(checkpoint, PREFIX)}")
+        return None
     model = BertForQuestionAnswering(bert_config.replace(hidden_dropout_prob=0.0))
     load_checkpoint_into(model, latest_checkpoint(checkpoint, PREFIX))
     model.set_train(False)

@@ -1,43 +1,26 @@
 #!/bin/bash
-# Shared by the standalone pretraining launchers: runs run_pretrain.py in the background with the model zoo's
-# standalone settings, appending to pretraining_log.txt in the current directory (refused where a live run works).
+# Shared by the standalone pretraining launchers: checks the run (scripts/common.sh preflight), then runs
+# run_pretrain.py in the background with the model zoo's standalone settings, appending to pretraining_log.txt in
+# the current directory.
 #   launch_pretrain DEVICE_TARGET DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [extra run_pretrain.py flags...]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 launch_pretrain() {
     local device_target=$1 device_id=$2 epoch_size=$3 data_dir=$4
     shift 4
-    local schema_dir=""
-    if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then schema_dir=$1; shift; fi
-    if [ ! -d "$data_dir" ]; then
-        echo "DATA_DIR $data_dir does not exist: pass the directory made by tools/create_pretraining_data.py" >&2
-        return 1
-    fi
-    local project_dir
-    project_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    source "$project_dir/scripts/run_guard.sh"
-    refuse_held_dirs . ckpt_0 || return 1
-    local python=python
-    if [ -x "$project_dir/.venv/bin/python" ]; then python="$project_dir/.venv/bin/python"; fi
-    local sink=true
-    if [ "$device_target" = "CPU" ]; then sink=false; fi
-    mkdir -p ms_log
-    export GLOG_log_dir=$(pwd)/ms_log
-    export GLOG_logtostderr=0
-    nohup "$python" "$project_dir/run_pretrain.py" \
-        --device_target="$device_target" \
-        --distribute="false" \
-        --epoch_size="$epoch_size" \
-        --device_id="$device_id" \
-        --enable_save_ckpt="true" \
-        --enable_lossscale="true" \
-        --do_shuffle="true" \
-        --enable_data_sink="$sink" \
-        --data_sink_steps=20 \
-        --load_checkpoint_path="" \
-        --save_checkpoint_steps=10000 \
-        --save_checkpoint_num=1 \
-        --data_dir="$data_dir" \
-        --schema_dir="$schema_dir" \
-        "$@" >> pretraining_log.txt 2>&1 &
-    echo "pretraining on $device_target in the background (pid $!): log $(pwd)/pretraining_log.txt," \
-         "checkpoints $(pwd)/ckpt_0/, metrics $(pwd)/metrics.jsonl"
+    require_device_id DEVICE_ID "$device_id"
+    require_count EPOCH_SIZE "$epoch_size"
+    require_data_dir "$data_dir"
+    take_schema_dir "$@"
+    if [ -n "$SCHEMA_DIR" ]; then shift; fi
+    refuse_held_dirs . ckpt_0
+    pick_python
+    zoo_pretrain_flags "$device_target"
+    local flags=(--device_target="$device_target" --distribute="false" --epoch_size="$epoch_size"
+        --device_id="$device_id" "${ZOO_PRETRAIN_FLAGS[@]}" --data_dir="$data_dir" --schema_dir="$SCHEMA_DIR" "$@")
+    ms_log_here
+    preflight run_pretrain.py "${flags[@]}"
+    nohup "$PYTHON" "$PROJECT_DIR/run_pretrain.py" "${flags[@]}" >> pretraining_log.txt 2>&1 &
+    echo "pretraining on $device_target in the background (pid $!): log $PWD/pretraining_log.txt," \
+         "checkpoints $PWD/ckpt_0/, metrics $PWD/metrics.jsonl"
 }

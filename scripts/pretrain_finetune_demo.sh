@@ -28,7 +28,8 @@ python tools/split_labeled_text.py --input_format label_text --input_file data/c
 TEXT="$OUT/ner_splits/pretrain_text.txt,$OUT/sentiment_splits/pretrain_text.txt"  # no test example in it
 
 echo "== 2/5 WordPiece vocab of the unlabeled text (and the nezha-tiny preset sized to it)"
-python tools/create_vocab.py --input_file "$TEXT" --output_dir "$OUT/vocab" --vocab_size 6000 --config nezha-tiny
+python tools/create_vocab.py --input_file "$TEXT" --output_dir "$OUT/vocab" --vocab_size 6000 --config nezha-tiny \
+    --overwrite true
 
 echo "== 3/5 pretraining records: whole-word masking (jieba), sequences of 64"
 python tools/create_pretraining_data.py --input_file "$TEXT" --output_dir "$OUT/records" --overwrite true \

@@ -18,7 +18,8 @@ TRAIN_TEXT="$OUT/text/wiki_0000.txt,$OUT/text/wiki_0001.txt"
 EVAL_TEXT="$OUT/text/wiki_0002.txt"  # articles held out from training
 
 echo "== 2/6 WordPiece vocab (and the tiny model preset sized to it)"
-python tools/create_vocab.py --input_file "$TRAIN_TEXT" --output_dir "$OUT/vocab" --vocab_size 2000 --config tiny
+python tools/create_vocab.py --input_file "$TRAIN_TEXT" --output_dir "$OUT/vocab" --vocab_size 2000 --config tiny \
+    --overwrite true
 
 echo "== 3/6 pretraining records (Google create_pretraining_data semantics)"
 RECORD_FLAGS=(--vocab_file "$OUT/vocab/vocab.txt" --max_seq_length 64 --max_predictions_per_seq 10 --processes 2)

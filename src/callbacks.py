@@ -98,7 +98,7 @@ class CheckpointSaver(Callback):
         self.start_step = start_step
         self.prefix = prefix
         self.last_saved = start_step
-        for stale in self.directory.glob(f".{prefix}-*.partial.ckpt"):  # left by a run killed while writing
+        for stale in self.directory.glob(f".{prefix}-*.partial.*"):  # left by a run killed while writing
             stale.unlink()
 
     def save(self, step: int) -> Path:

@@ -6,12 +6,16 @@ a checkpoint written by any version of this project loads into any later one.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import mindspore as ms
 import numpy as np
+from mindspore import log as ms_log
 from mindspore import nn
+
+from src.disk_space import DiskFull, check_free_space, disk_full_message, is_disk_full
 
 
 def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Path,
@@ -19,6 +23,8 @@ def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Pat
     """Write a .ckpt so that a reader never sees a half-written file: temporary file, then atomic rename.
 
     extra: scalars stored beside the parameters (e.g. how many batches the run consumed).
+    A disk without room for it raises DiskFull (before writing when the free space is already short) and leaves
+    no partial file; an interruption (Stopped, KeyboardInterrupt) leaves none either.
     """
     path = Path(path)
     if path.suffix != ".ckpt":
@@ -27,15 +33,34 @@ def write_checkpoint(params: Mapping[str, np.ndarray] | nn.Cell, path: str | Pat
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.ckpt")
     if isinstance(params, nn.Cell):
         save_obj = params
+        needed = sum(parameter.data.nbytes for parameter in params.get_parameters())
     else:
         save_obj = [{"name": name, "data": ms.Tensor(np.ascontiguousarray(value))} for name, value in params.items()]
+        needed = sum(np.asarray(value).nbytes for value in params.values())
+    check_free_space(path, needed)
     try:
-        ms.save_checkpoint(save_obj, str(partial), append_dict=dict(extra) if extra else None)
+        with _quiet_mindspore_log():  # its [CRITICAL] line on a failed write would precede our one line
+            ms.save_checkpoint(save_obj, str(partial), append_dict=dict(extra) if extra else None)
         os.replace(partial, path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFull(disk_full_message(path, error, needed)) from None
+        raise
     finally:
-        if partial.exists():
-            partial.unlink()
+        for leftover in (partial, partial.with_suffix(".tmp")):  # .tmp: MindSpore's own staging name
+            if leftover.exists():
+                leftover.unlink()
     return path
+
+
+@contextmanager
+def _quiet_mindspore_log() -> Iterator[None]:
+    logger = ms_log._get_logger()  # MindSpore's Python logger (no public handle)
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:

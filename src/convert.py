@@ -45,25 +45,36 @@ def ms_to_hf(params: Mapping[str, np.ndarray], config: BertConfig) -> Params:
     return {re.sub(r"^bert\.", prefix, name): np.asarray(value) for name, value in params.items()}
 
 
+# The fields that set parameter shapes: without them the model would silently be BERT-base's shape.
+HF_SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
 def config_from_hf_json(hf_config: Mapping[str, Any], source: str, tanh_gelu: bool = False) -> BertConfig:
     """Our BertConfig from a HuggingFace config.json or a Google bert_config.json.
 
     tanh_gelu: Google's TF BERT names its tanh-approximated GELU "gelu"; pass True for its bert_config.json.
     """
     act = hf_config.get("hidden_act", "gelu")
-    if act not in HF_ACTIVATIONS:
-        raise ValueError(f"{source}: hidden_act '{act}' is not supported; supported: {', '.join(HF_ACTIVATIONS)}")
+    if not isinstance(act, str) or act not in HF_ACTIVATIONS:
+        raise ValueError(f"{source}: hidden_act {act!r} is not supported; supported: {', '.join(HF_ACTIVATIONS)}")
+    missing = [field for field in HF_SHAPE_FIELDS if field not in hf_config]
+    if missing:
+        raise ValueError(f"{source} lacks {', '.join(missing)}: a BERT config.json gives the model's shape; add "
+                         f"{'it' if len(missing) == 1 else 'them'}, or pass --config PRESET_OR_YAML")
     is_nezha = hf_config.get("model_type") == "nezha" or "max_relative_position" in hf_config
-    fields = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-              "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
-              "initializer_range", "layer_norm_eps")
+    fields = (*HF_SHAPE_FIELDS, "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+              "type_vocab_size", "initializer_range", "layer_norm_eps")
     values = {field: hf_config[field] for field in fields if field in hf_config}
     values["hidden_act"] = "gelu_tanh" if tanh_gelu and act == "gelu" else HF_ACTIVATIONS[act]
-    values["seq_length"] = min(128, values.get("max_position_embeddings", 512))
+    max_positions = values.get("max_position_embeddings", 512)
+    values["seq_length"] = min(128, max_positions) if isinstance(max_positions, int) else 128
     if is_nezha:
         values.update(use_relative_positions=True, relative_position_type="functional",
                       max_relative_position=hf_config.get("max_relative_position", 64))
-    return BertConfig(**values)
+    try:
+        return BertConfig(**values)
+    except (TypeError, ValueError) as error:  # a field of the wrong type or out of range
+        raise ValueError(f"{source}: {error}; fix it, or pass --config PRESET_OR_YAML") from None
 
 
 def hf_json_from_config(config: BertConfig) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import sentencex
 
-from src.tokenization import not_utf8_message
+from src.text_input import text_lines
 
 # Chinese keeps its punctuation rule: a sentence ends after 。！？； and any closing quotes or brackets that follow
 # them (“好。” stays whole); Latin-script sentences inside Chinese text end at . ! ? before white space and an
@@ -102,16 +102,13 @@ def write_documents(documents: Iterable[list[str]], path: str | Path) -> int:
 def read_documents(path: str | Path) -> Iterator[list[str]]:
     """Stream documents back from a text file in that format (memory: one document)."""
     document: list[str] = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if line:
-                    document.append(line)
-                elif document:
-                    yield document
-                    document = []
-    except UnicodeDecodeError:
-        raise ValueError(not_utf8_message(path)) from None
+    for _, line in text_lines(path, "corpus file", "pass text files (one sentence a line, a blank line between "
+                                                   "documents)"):
+        line = line.strip()
+        if line:
+            document.append(line)
+        elif document:
+            yield document
+            document = []
     if document:
         yield document

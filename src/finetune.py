@@ -23,11 +23,14 @@ from src.dataset import TASK_COLUMNS, create_record_dataset, largest_label, reco
 from src.distributed import compute_type_for_device, setup_device
 from src.inference import numpy_outputs
 from src.run_dir import latest_checkpoint
-from src.output_dir import file_sha256
+from src.output_dir import file_sha256, write_text_atomically
+from src.paths import check_apart
 from src.task_card import RunCard, TaskCard, read_records_card, records_card_path
 from src.training import CheckpointPolicy, train
 
 TASK_HEADS = ("classifier.", "crf.", "qa_outputs.")  # parameters a pretraining checkpoint does not have
+TASK_INPUTS = ("--train_data_file_path", "--eval_data_file_path", "--schema_file_path", "--vocab_file_path",
+               "--label2id_file_path", "--eval_json_path")  # flags some task scripts have: outputs stay out of them
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> None:
@@ -56,12 +59,17 @@ def add_common_flags(parser: argparse.ArgumentParser, default_config: str) -> No
     parser.add_argument("--output_dir", default=".", help="where train_log.txt, metrics.jsonl, eval results go")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the head's initialisation, dropout and shuffling (default: the config's)")
+    parser.add_argument("--check_only", type=str2bool, default=False,
+                        help="check flags, config, data and output places as a run would, then exit without "
+                             "training (the launchers run this before going to the background)")
 
 
 def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
     if not (args.do_train or args.do_eval):
         raise ValueError("nothing to do: pass --do_train true and/or --do_eval true")
     check_minimums(args, epoch_num=1)
+    check_apart({"--output_dir": args.output_dir, "--save_finetune_checkpoint_path": args.save_finetune_checkpoint_path},
+                {flag: getattr(args, flag.lstrip("-"), "") for flag in TASK_INPUTS})
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
     if args.seed is not None:
         run_config = dataclasses.replace(run_config, seed=args.seed)
@@ -165,11 +173,12 @@ def finetune(args: argparse.Namespace, run_config: RunConfig, network: nn.Cell, 
                                             columns=columns, float_columns=float_columns,
                                             model=network.bert.config)[1]
     checkpoints = CheckpointPolicy(Path(args.save_finetune_checkpoint_path), every=steps_per_epoch, keep=1,
-                                   prefix=prefix, flag="--save_finetune_checkpoint_path")
+                                   prefix=prefix, flag="--save_finetune_checkpoint_path",
+                                   resume_flag="--load_finetune_checkpoint_path")
     card, vocab = description
     return train(network, run_config, make_dataset, steps_per_epoch, args.epoch_num * steps_per_epoch,
                  Path(args.output_dir), checkpoints, args.load_finetune_checkpoint_path,
-                 data_source=f"--train_data_file_path {args.train_data_file_path}",
+                 data_source=f"--train_data_file_path {args.train_data_file_path}", check_only=args.check_only,
                  describe=lambda directory, run: RunCard(directory, run).write(card, vocab, network.bert.config))
 
 
@@ -189,8 +198,7 @@ def predict(args: argparse.Namespace, run_config: RunConfig, model: nn.Cell, che
 def write_eval_result(output_dir: str | Path, result: dict) -> Path:
     path = Path(output_dir) / "eval_result.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return write_text_atomically(path, json.dumps(result, indent=2) + "\n")
 
 
 def run_entry(script: str, parse_args: Callable[[list[str] | None], argparse.Namespace],

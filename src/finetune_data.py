@@ -9,8 +9,6 @@ finetune_data_preprocess.py reads it (characters tagged S_/B_/M_/E_ + TYPE).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import xml.etree.ElementTree as ElementTree
@@ -22,7 +20,8 @@ from typing import Iterator
 import numpy as np
 
 from src.corpus import peoples_daily_words
-from src.tokenization import FullTokenizer, not_utf8_message
+from src.text_input import read_text, text_lines
+from src.tokenization import FullTokenizer
 
 CLASSIFICATION_FORMATS = ("clue_json", "glue_tsv", "label_text")
 NER_FORMATS = ("cluener_json", "bio", "peoples_daily", "msra_xml")
@@ -45,33 +44,8 @@ class TaggedExample:
     source: str
 
 
-def _existing(path: str | Path, what: str = "data file") -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist: check the path")
-    return path
-
-
-def _not_utf8(path: Path) -> ValueError:
-    return ValueError(not_utf8_message(path) or f"{path} is not UTF-8 text: convert it to UTF-8")
-
-
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    path = _existing(path)
-    with open(path, encoding="utf-8") as handle:
-        try:
-            yield from enumerate(handle, 1)
-        except UnicodeDecodeError:
-            raise _not_utf8(path) from None
-
-
-def _read_text(path: str | Path, what: str = "data file", newline: str | None = None) -> str:
-    path = _existing(path, what)
-    try:
-        with open(path, encoding="utf-8", newline=newline) as handle:
-            return handle.read()
-    except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+    return text_lines(path, "data file")
 
 
 def _json_lines(path: str | Path) -> Iterator[tuple[str, dict]]:
@@ -124,19 +98,20 @@ def read_classification(path: str | Path, file_format: str) -> list[TextExample]
 
 
 def _read_glue_tsv(path: str | Path) -> list[TextExample]:
-    rows = list(csv.reader(io.StringIO(_read_text(path, newline="")), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows:
+    # GLUE's tsv files are unquoted (csv.QUOTE_NONE): a row is a line split at tabs (an empty line: no column)
+    numbered = [(number, line.split("\t") if line else []) for number, line in _lines(path)]
+    if not numbered:
         return []
-    header = rows[0]
+    header = numbered[0][1]
     if len(header) == 4 and header[1] in ("0", "1"):  # CoLA: source, label, original label, sentence; no header
-        return [TextExample(r[3], None, r[1], f"{path}:{n}") for n, r in enumerate(rows, 1)]
+        return [TextExample(r[3], None, r[1], f"{path}:{n}") for n, r in numbered]
     columns = {name: index for index, name in enumerate(header)}
     for text_a, text_b, label in (("sentence", None, "label"), ("#1 String", "#2 String", "Quality"),
                                   ("sentence1", "sentence2", "score"), ("sentence1", "sentence2", "label"),
                                   ("question", "sentence", "label")):
         if text_a in columns and label in columns and (text_b is None or text_b in columns):
             examples = []
-            for number, row in enumerate(rows[1:], 2):
+            for number, row in numbered[1:]:
                 if len(row) != len(header):
                     raise ValueError(f"{path}:{number} has {len(row)} columns but the header has {len(header)}")
                 examples.append(TextExample(row[columns[text_a]], row[columns[text_b]] if text_b else None,
@@ -191,15 +166,7 @@ def read_msra_xml(path: str | Path, class_filter: set[str] | None = None) -> lis
     elements are labelled words (`<NAMEX TYPE="PERSON">...</NAMEX>`). Each character of a labelled word whose
     element tag is in class_filter (every tag when None) is tagged S_/B_/M_/E_ + its TYPE, as the model zoo does;
     every other character is O. White space is left out (the tagger reads characters). GB18030 or UTF-8."""
-    path = _existing(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            text = raw.decode("gb18030")
-        except UnicodeDecodeError:
-            raise ValueError(f"{path} is neither UTF-8 nor GB18030 text: convert it to UTF-8") from None
+    text = read_text(path, "data file", fallback_encoding="gb18030")
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # the declared encoding no longer applies to decoded text
     try:
         root = ElementTree.fromstring(text)
@@ -298,10 +265,7 @@ def load_label2id(path: str | Path) -> dict[str, int]:
     The ids must be exactly 0..n-1: each label once, each id once, no gaps (they index the model's outputs).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label2id file {path} does not exist: pass a json {{label: id}} or a text file "
-                                f"with one label a line")
-    text = _read_text(path, "label2id file")
+    text = read_text(path, "label2id file", "pass a json {label: id} or a text file with one label a line")
     if not text.strip():
         raise ValueError(f"label2id file {path} is empty: write a json {{label: id}} or one label a line")
     if path.suffix == ".json":

@@ -2,8 +2,9 @@
 
 A tool writes into a hidden staging directory beside the output directory and renames it into place when every
 file is complete; manifest.json (file list, sizes, row counts, settings) is its last file. A killed run leaves
-only its staging directory, which the next run removes; readers refuse a directory whose files differ from its
-manifest. An existing non-empty output directory is replaced only with --overwrite true.
+only its staging directory, which the next run removes; a failed, stopped (SIGTERM, Ctrl-C) or disk-full run
+removes it itself (staged_output). Readers refuse a directory whose files differ from its manifest. An existing
+non-empty output directory is replaced only with --overwrite true.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from src.disk_space import DiskFull, disk_full_message, is_disk_full
+from src.preemption import Stopped
 from src.run_dir import pid_alive
 
 MANIFEST = "manifest.json"
@@ -58,6 +62,25 @@ def start_output(output_dir: str | Path, overwrite: bool, flag: str = "--output_
     return staging
 
 
+@contextmanager
+def staged_output(output_dir: str | Path, overwrite: bool, flag: str = "--output_dir") -> Iterator[Path]:
+    """start_output for a with-block that ends in finish_output: whatever stops the block (an error, a signal, a
+    full disk) removes the staging directory, so nothing partial is left, and says so in its one line."""
+    staging = start_output(output_dir, overwrite, flag)
+    try:
+        yield staging
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        untouched = f"nothing was written to {output_dir}"
+        if isinstance(error, Stopped):
+            raise Stopped(error.signum, f"stopped by {error.signal_name}: {untouched}; run the command again") \
+                from None
+        if is_disk_full(error):
+            raise DiskFull(f"{disk_full_message(getattr(error, 'filename', None) or output_dir, error)}; "
+                           f"{untouched}") from None
+        raise
+
+
 def finish_output(staging: Path, output_dir: str | Path, tool: str, settings: dict[str, Any],
                   rows: dict[str, int] | None = None) -> dict:
     """Write the manifest of every file in staging (last), then move staging into place as output_dir."""
@@ -77,6 +100,20 @@ def finish_output(staging: Path, output_dir: str | Path, tool: str, settings: di
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
     return manifest
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """A small output file (a result JSON) written whole or not at all: a temporary file beside it, then a rename."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if is_disk_full(error):
+            raise DiskFull(disk_full_message(path, error)) from None
+        raise
+    return path
 
 
 def read_manifest(directory: str | Path) -> dict | None:

@@ -2,9 +2,10 @@
 
 Each pipeline turns text into the same features the training records hold (src/finetune_data.py,
 src/squad.py), runs them in batches and maps the outputs back onto the text: a label and its probabilities, entity
-spans with character offsets into the original text, or an answer span of the context. Text longer than the
-model's sequence length is counted: classification truncates it as training did; NER and SQuAD slide windows
-over it and keep each token's prediction from the window where it has the most context.
+spans with character offsets into the text as read (src/text_input.py removes only a BOM and the line ends), or an
+answer span of the context; neither starts or ends on white space or on a character the tokenizer drops. Text
+longer than the model's sequence length is counted: classification truncates it as training did; NER and SQuAD
+slide windows over it and keep each token's prediction from the window where it has the most context.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from src.inference import Backend
 from src.metrics import entity_spans
 from src.squad import best_answers, convert_examples_to_features, question_on_text
 from src.task_card import TaskCard
-from src.tokenization import FullTokenizer
+from src.tokenization import FullTokenizer, is_dropped
 
 
 @dataclass
@@ -69,18 +70,50 @@ def classify(pairs: Sequence[tuple[str, str | None]], backend: Backend, tokenize
 
 def token_offsets(text: str, token_unit: str) -> list[tuple[int, int]]:
     """[start, end) of the tagger's tokens in text: every character (as CLUENER and People's Daily records are
-    made), or every white-space separated word (as BIO files of words)."""
+    made), or every white-space separated word (as BIO files of words).
+
+    The characters the tokenizer drops (NUL, the BOM, zero-width spaces and the other control and format
+    characters: src.tokenization.is_dropped) are no token, as Google's tokenizer removes them before anything
+    else: the model never sees them and no entity starts or ends on one. A word loses them at its ends, and a word
+    of nothing else is no token. White space stays a token of the character tagger (it is [UNK] to the model, as
+    in the training records); entities_of keeps it off an entity's ends."""
     if token_unit == "character":
-        return [(index, index + 1) for index in range(len(text))]
+        return [(index, index + 1) for index, character in enumerate(text) if not is_dropped(character)]
     offsets, start = [], None
     for index, character in enumerate(text + " "):
         if character.isspace():
             if start is not None:
-                offsets.append((start, index))
+                end = index
+                while start < end and is_dropped(text[start]):
+                    start += 1
+                while end > start and is_dropped(text[end - 1]):
+                    end -= 1
+                if start < end:
+                    offsets.append((start, end))
                 start = None
         elif start is None:
             start = index
     return offsets
+
+
+def entities_of(text: str, offsets: Sequence[tuple[int, int]], tags: Sequence[str],
+                probabilities: Sequence[float]) -> list[dict]:
+    """{"type", "start", "end", "text", "score"} of each entity in the tags of the tokens at offsets (token_offsets)
+    of text, in text order: start/end index text (end exclusive), score is the mean probability of the entity's
+    tags. White-space tokens at an entity's ends are left out of it (an entity of white space only is none), so an
+    entity starts and ends on a character the model read."""
+    entities = []
+    for entity_type, first, last in sorted(entity_spans(tags), key=lambda span: span[1]):
+        while first <= last and text[offsets[first][0]:offsets[first][1]].isspace():
+            first += 1
+        while last >= first and text[offsets[last][0]:offsets[last][1]].isspace():
+            last -= 1
+        if first > last:
+            continue
+        start, end = offsets[first][0], offsets[last][1]
+        entities.append({"type": entity_type, "start": start, "end": end, "text": text[start:end],
+                         "score": float(np.mean(probabilities[first:last + 1]))})
+    return entities
 
 
 def windows(count: int, size: int) -> tuple[list[tuple[int, int]], list[int]]:
@@ -137,12 +170,7 @@ def tag_entities(texts: Sequence[str], backend: Backend, tokenizer: FullTokenize
                 path, window_probabilities = decoded[text_index, window_index]
                 tags.append(id2label[path[token - spans[window_index][0]]])
                 probabilities.append(window_probabilities[token - spans[window_index][0]])
-            entities = []
-            for entity_type, first, last in sorted(entity_spans(tags), key=lambda span: span[1]):
-                start, end = offsets[first][0], offsets[last][1]
-                entities.append({"type": entity_type, "start": start, "end": end, "text": text[start:end],
-                                 "score": float(np.mean(probabilities[first:last + 1]))})
-            yield {"entities": entities}
+            yield {"entities": entities_of(text, offsets, tags, probabilities)}
 
 
 def _tagging_row(ids: list[int], tokenizer: FullTokenizer, max_seq_length: int) -> dict[str, np.ndarray]:

@@ -1,10 +1,12 @@
 """predict.py's inputs and outputs: text files (or stdin) in the formats users hold, JSON lines or TSV out.
 
 Every input item remembers its line, so outputs can be matched to inputs and errors name file and line.
-Empty lines are skipped and counted, never sent to the model.
+Empty lines are skipped and counted, never sent to the model. Files and standard input are read by
+src/text_input.py: a BOM and the line ends (LF, CRLF) are removed, nothing else, so offsets index the line as given.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -12,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
+from src.disk_space import DiskFull, disk_full_message, is_disk_full
 from src.squad import read_squad_examples
+from src.text_input import source_name, text_lines
 
 INPUT_FORMATS = {
     "classification": ("text", "label_text", "clue_json"),
@@ -34,16 +38,7 @@ class Inputs:
 
 
 def _open_lines(path: str) -> Iterator[tuple[int, str]]:
-    if path == "-":
-        yield from enumerate((line.rstrip("\r\n") for line in sys.stdin), 1)
-        return
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--input_file {path} does not exist: pass a text file, or - for standard input")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            yield from enumerate((line.rstrip("\r\n") for line in handle), 1)
-        except UnicodeDecodeError:
-            raise ValueError(f"--input_file {path} is not UTF-8 text: convert it to UTF-8") from None
+    return text_lines(path, "--input_file", "pass a text file, or - for standard input")
 
 
 def _json(line: str, where: str) -> dict:
@@ -76,7 +71,7 @@ def read_inputs(path: str, task: str, input_format: str) -> Inputs:
             inputs.lines.append(len(inputs.lines) + 1)
         return inputs
     for number, line in _open_lines(path):
-        where = f"{path if path != '-' else 'standard input'}:{number}"
+        where = f"{source_name(path)}:{number}"
         if not line.strip():
             inputs.empty_lines.append(number)
             continue
@@ -115,23 +110,39 @@ class OutputFile:
             if self.path.exists() and not overwrite:
                 raise ValueError(f"--output_file {self.path} exists: pass --overwrite true to replace it, or another "
                                  f"--output_file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ValueError(f"--output_file {self.path}: {self.path.parent} is not a directory: pass a path in "
+                                 f"a directory") from None
             self.partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
             self.handle: IO[str] = open(self.partial, "w", encoding="utf-8")
         else:
             self.handle = sys.stdout
 
     def write(self, text: str) -> None:
-        self.handle.write(text)
+        try:
+            self.handle.write(text)
+        except OSError as error:
+            raise self._failed(error) from None
 
     def close(self) -> None:
         if self.path is not None:
-            self.handle.close()
-            os.replace(self.partial, self.path)
+            try:
+                self.handle.close()
+                os.replace(self.partial, self.path)
+            except OSError as error:
+                self.partial.unlink(missing_ok=True)
+                raise self._failed(error) from None
         else:
             self.handle.flush()
 
     def abandon(self) -> None:
         if self.path is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):  # a full disk fails the flush of what is thrown away anyway
+                self.handle.close()
             self.partial.unlink(missing_ok=True)
+
+    def _failed(self, error: OSError) -> Exception:
+        return DiskFull(f"{disk_full_message(self.path or 'standard output', error)}; no --output_file was "
+                        f"written") if is_disk_full(error) else error

@@ -17,7 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from src.tokenization import FullTokenizer
+from src.text_input import read_text
+from src.tokenization import FullTokenizer, is_dropped
 
 
 @dataclass
@@ -82,10 +83,9 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
     A question marked "is_impossible" or without "answers" is kept (is_impossible set) so that evaluation can
     score it; training conversion decides whether to skip it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SQuAD file {path} does not exist")
+    text = read_text(path, "SQuAD file", "pass a SQuAD v1.1 or v2.0 json file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        data = json.loads(text)["data"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"SQuAD file {path} is not SQuAD v1.1 json (an object with a \"data\" list)") from None
     examples = []
@@ -246,15 +246,24 @@ def _best_indexes(logits: np.ndarray, n_best_size: int) -> list[int]:
     return [int(i) for i in np.argsort(-logits, kind="stable")[:n_best_size]]
 
 
+def _gone(c: str) -> bool:
+    """A character the basic tokenization leaves out of its words: white space, or one it drops (NUL, controls)."""
+    return c.isspace() or is_dropped(c)
+
+
 def final_text_span(pred_text: str, orig_text: str, tokenizer: FullTokenizer) -> tuple[int, int]:
     """[start, end) in orig_text of the normalized predicted text projected back onto the original span (its
     case, accents, punctuation).
 
     As Google's get_final_text: strip spaces from both the original and its basic tokenization, align them
     character by character, and cut the original where the prediction starts and ends; on failure, all of
-    orig_text.
+    orig_text. Unlike Google's, the original is also stripped of the characters the tokenizer drops (NUL, the BOM,
+    zero-width spaces and other controls) and of other white space (no-break space), so that a word holding them
+    still aligns; and the span never starts or ends on one of them (nor does the fall-back span).
     """
-    whole = (0, len(orig_text))
+    first = next((i for i, c in enumerate(orig_text) if not _gone(c)), len(orig_text))
+    last = next((i for i in range(len(orig_text) - 1, -1, -1) if not _gone(orig_text[i])), first - 1)
+    whole = (first, max(first, last + 1))
     tok_text = " ".join(tokenizer.basic_tokenize(orig_text))
     start = tok_text.find(pred_text)
     if start == -1:
@@ -264,7 +273,7 @@ def final_text_span(pred_text: str, orig_text: str, tokenizer: FullTokenizer) ->
     def strip_spaces(text: str) -> tuple[str, dict[int, int]]:
         chars, mapping = [], {}
         for index, c in enumerate(text):
-            if c != " ":
+            if not _gone(c):
                 mapping[len(chars)] = index
                 chars.append(c)
         return "".join(chars), mapping

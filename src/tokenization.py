@@ -21,10 +21,12 @@ import itertools
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from tokenizers import BertWordPieceTokenizer
 from tokenizers.models import WordPiece
+
+from src.text_input import text_lines
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 GOOGLE_MAX_WORD_CHARACTERS = 200  # a longer word is [UNK] (tokenization.WordpieceTokenizer)
@@ -37,14 +39,8 @@ _WORD_CACHE_LIMIT = 250_000  # distinct words kept with their WordPiece ids: abo
 def load_vocab(vocab_file: str | Path) -> dict[str, int]:
     """vocab.txt (one token a line, id = line number) -> {token: id}, checking the special tokens are there."""
     path = Path(vocab_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocab file {path} does not exist: pass a BERT vocab.txt "
-                                f"or make one with tools/create_vocab.py")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            tokens = [line.rstrip("\n") for line in handle]
-    except UnicodeDecodeError:
-        raise ValueError(f"vocab file {not_utf8_message(path)}") from None
+    tokens = [line for _, line in text_lines(path, "vocab file", "pass a BERT vocab.txt or make one with "
+                                                                 "tools/create_vocab.py")]
     while tokens and not tokens[-1]:
         tokens.pop()
     vocab = {token: index for index, token in enumerate(tokens)}
@@ -65,8 +61,10 @@ def _class_body(code_points: Iterable[int]) -> str:
     return "".join(re.escape(chr(low)) + (f"-{re.escape(chr(high))}" if high > low else "") for low, high in ranges)
 
 
-def _is_control(character: str) -> bool:
-    """tokenization._clean_text's characters to drop."""
+def is_dropped(character: str) -> bool:
+    """Whether the tokenizer drops the character (tokenization._clean_text): NUL, U+FFFD and the control and
+    format characters (Cc, Cf: the BOM U+FEFF, zero-width spaces, soft hyphens) but tab, "\\n" and "\\r", which
+    are white space."""
     return unicodedata.category(character) in ("Cc", "Cf") and character not in "\t\n\r" \
         or character in "\x00\ufffd"
 
@@ -87,7 +85,7 @@ def _basic_patterns() -> dict[str, re.Pattern]:
     control, whitespace, punctuation, marks = [], [], [], []
     for point in range(0x10000):
         character = chr(point)
-        if _is_control(character):
+        if is_dropped(character):
             control.append(point)
         elif unicodedata.category(character) == "Zs" and point != 0x20 or character in "\t\r":
             whitespace.append(point)  # "\n" is handled apart: it separates a batch's texts
@@ -112,7 +110,7 @@ def _basic_patterns() -> dict[str, re.Pattern]:
 def _clean_astral(match: re.Match) -> str:
     """_clean_text and _tokenize_chinese_chars for a character outside the BMP."""
     character = match.group()
-    if _is_control(character):
+    if is_dropped(character):
         return ""
     point = ord(character)
     return f" {character} " if any(low <= point <= high for low, high in _CJK_RANGES) else character
@@ -196,23 +194,6 @@ class FullTokenizer:
         return [inv_vocab[int(index)] for index in ids]
 
 
-def not_utf8_message(path: str | Path) -> str | None:
-    """One line naming a file's first byte that is not UTF-8 (line, byte, offset) and the iconv command that
-    converts it; None when the whole file is UTF-8."""
-    offset = 0
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):  # no UTF-8 sequence holds the byte 0x0a, so lines split safely
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                encoding = "UTF-16" if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "GB18030"
-                return (f"{path}:{number} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
-                        f"{offset + error.start}): convert it with iconv -f {encoding} -t UTF-8 (or from its "
-                        f"real encoding)")
-            offset += len(raw)
-    return None
-
-
 def train_vocab(files: list[str | Path], output_dir: str | Path, vocab_size: int, min_frequency: int = 2,
                 do_lower_case: bool = True) -> Path:
     """Train a WordPiece vocab.txt on plain-text files with `tokenizers` (for users without a BERT vocab).
@@ -257,14 +238,25 @@ def _train_wordpiece(paths: list[Path], vocab_size: int, min_frequency: int, do_
     tokenizer = BertWordPieceTokenizer(lowercase=do_lower_case, strip_accents=do_lower_case, clean_text=True,
                                        handle_chinese_chars=True)
     try:
-        tokenizer.train([str(path) for path in paths], vocab_size=vocab_size, min_frequency=min_frequency,
-                        special_tokens=list(fixed_tokens), limit_alphabet=20000, wordpieces_prefix="##",
-                        show_progress=show_progress)
-    except Exception as error:  # tokenizers raises a bare Exception ("stream did not contain valid UTF-8")
-        for path in paths:
-            message = not_utf8_message(path)
-            if message:
-                raise ValueError(message) from None
+        tokenizer.train_from_iterator(_line_batches(paths), vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=list(fixed_tokens), limit_alphabet=20000, wordpieces_prefix="##",
+                                      show_progress=show_progress)
+    except (ValueError, OSError):  # text_lines' one-line messages (not UTF-8, unreadable)
+        raise
+    except Exception as error:  # tokenizers raises a bare Exception
         raise ValueError(f"training the vocab on {', '.join(map(str, paths))} failed: {error}") from None
     vocab = tokenizer.get_vocab()
     return sorted(vocab, key=vocab.get)
+
+
+def _line_batches(paths: list[Path], size: int = 1000) -> Iterator[list[str]]:
+    """The files' lines as the text reader gives them (src/text_input.py), in batches for the trainer."""
+    batch: list[str] = []
+    for path in paths:
+        for _, line in text_lines(path, "vocab input file", "pass plain-text files (one sentence a line)"):
+            batch.append(line)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch

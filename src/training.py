@@ -4,6 +4,7 @@ One function, train(), shared by pretraining and every finetuning task.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,12 +12,15 @@ from typing import Callable, Sequence
 import mindspore as ms
 import numpy as np
 from mindspore import nn
+from mindspore.communication import comm_func
 from mindspore.train import Model
 from mindspore.train.callback import Callback
 
 from src.callbacks import CONSUMED_BATCHES, CheckpointSaver, TrainingLogger
 from src.checkpoint import load_into, read_checkpoint
 from src.cli import one_line
+from src.disk_space import DiskFull, disk_full_message, free_bytes, is_disk_full, megabytes
+from src.preemption import Stopped, deferred
 from src.config import RunConfig
 from src.optim import create_optimizer
 from src.run_dir import check_writable, latest_checkpoint, lock_directories, plan_run_files
@@ -72,13 +76,63 @@ class CheckpointPolicy:
     keep: int = 1
     prefix: str = "checkpoint_bert"
     flag: str = "--save_checkpoint_path"  # named in errors about the directory
+    resume_flag: str = "--load_checkpoint_path"  # named in the line that says how to resume
+
+
+class Progress(Callback):
+    """The step the run has reached, and the stop a signal asks for (src/preemption.py) at the next step boundary:
+    with data sinking, that is the end of the sink in flight. In a data-parallel run the ranks agree on it, so that
+    all stop at the same step (a rank that stopped alone would leave the others waiting in the all-reduce)."""
+
+    def __init__(self, start_step: int, devices: int) -> None:
+        super().__init__()
+        self.start_step = start_step
+        self.step = start_step
+        self.devices = devices
+        self.signals = None
+
+    def on_train_step_begin(self, run_context) -> None:
+        if self.signals is not None:
+            self.signals.reclaim()  # MindSpore's runtime takes SIGINT over once training runs
+
+    def on_train_step_end(self, run_context) -> None:
+        self.step = self.start_step + run_context.original_args().cur_step_num
+        if self.signals is None:
+            return
+        wanted = self.signals.received is not None
+        if self.devices > 1:
+            flag = ms.Tensor(np.array([float(wanted)], np.float32))
+            wanted = float(comm_func.all_reduce(flag, op="max")[0].asnumpy()[0]) > 0
+            if wanted and self.signals.received is None:  # a peer was signalled: stop with it
+                self.signals.received = signal.SIGTERM
+        if wanted:
+            run_context.request_stop()
+
+
+def check_room_for_checkpoints(directory: Path, train_cell: nn.Cell, flag: str) -> None:
+    needed = sum(parameter.data.nbytes for parameter in train_cell.get_parameters())
+    free = free_bytes(directory)
+    if free is not None and free < needed:
+        raise DiskFull(f"the run's checkpoints need {megabytes(needed)} each but {directory} has {megabytes(free)} "
+                       f"free: free space there or pass another {flag}")
+
+
+def _resume_hint(files, checkpoints: CheckpointPolicy | None, saved_now: bool = False) -> str:
+    """How to go on after a run stopped early: from its last checkpoint, if it has one."""
+    if checkpoints is None:
+        return "checkpoints are off (--enable_save_ckpt false), nothing was saved"
+    found = files.checkpoints()
+    if not found:
+        return "no checkpoint was written yet; start the run again"
+    state = f"saved {found[-1]}" if saved_now else f"the last checkpoint {found[-1]} is intact"
+    return f"{state}; resume with {checkpoints.resume_flag} {found[-1].parent}"
 
 
 def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, int], object], steps_per_epoch: int,
           total_steps: int, output_dir: Path, checkpoints: CheckpointPolicy | None, resume_from: str | Path = "",
           accumulation_steps: int = 1, loss_scaling: bool = True, data_sink: bool = False, sink_steps: int = 1,
           devices: int = 1, data_source: str = "",
-          describe: Callable[[Path, str], None] | None = None) -> Path | None:
+          describe: Callable[[Path, str], None] | None = None, check_only: bool = False) -> Path | None:
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     make_dataset(epochs, skip_batches) builds the batches; a resumed run skips those already consumed.
@@ -87,6 +141,8 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
     data_source: the data's path, named when reading it fails mid-run.
     describe(checkpoint_dir, checkpoint_prefix): writes what goes beside the run's checkpoints, before training
     (finetuning: src/task_card.py).
+    check_only: every check up to the first step (directories, locks, checkpoint room, resume point, data
+    pipeline), then return None without training or writing.
     """
     if not 0 < total_steps:
         raise ValueError(f"the run has {total_steps} steps to train: pass --train_steps / --epoch_size of at least 1")
@@ -99,7 +155,7 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
     locks = lock_directories(checkpoint_dir, output_dir)
     try:
         files = plan_run_files(checkpoint_dir, prefix, output_dir, resume_path)
-        if describe is not None and checkpoint_dir is not None:
+        if describe is not None and checkpoint_dir is not None and not check_only:
             describe(checkpoint_dir, files.checkpoint_prefix)
         optimizer = create_optimizer(run_config.optimizer,
                                      run_config.optimizer_settings(total_steps // accumulation_steps),
@@ -107,13 +163,19 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
         train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
                                       run_config.clip_norm, accumulation_steps)
         train_cell.set_train()
+        if checkpoint_dir is not None:  # room for one checkpoint, before the first step rather than at the first save
+            check_room_for_checkpoints(checkpoint_dir, train_cell, checkpoints.flag)
         start_step = resume(train_cell, network, resume_path) if resume_path else 0
         if start_step >= total_steps:
             raise ValueError(f"checkpoint {resume_path} is at step {start_step}, at or past this run's last step "
                              f"{total_steps}: nothing to train; raise --train_steps / --epoch_size to go on")
-        if start_step:
+        if start_step and not check_only:
             files.trim_metrics(start_step)
         dataset = make_dataset(-(-total_steps // steps_per_epoch), start_step)
+        if check_only:
+            print(f"checks passed: {run_config.bert_network}, steps {start_step + 1}..{total_steps}, logs in "
+                  f"{output_dir}{f', checkpoints in {checkpoint_dir}' if checkpoint_dir else ''}", flush=True)
+            return None
         callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,
                                                     files.log, files.metrics, optimizer, optimizer.learning_rate,
                                                     loss_scaling)]
@@ -123,14 +185,29 @@ def train(network: nn.Cell, run_config: RunConfig, make_dataset: Callable[[int, 
         print(f"training {run_config.bert_network} with {run_config.optimizer} on "
               f"{ms.get_context('device_target')}: steps {start_step + 1}..{total_steps}, {steps_per_epoch} per "
               f"epoch, batch {run_config.batch_size} x {devices} device(s)", flush=True)
-        try:
-            fit(train_cell, dataset, total_steps - start_step, callbacks, data_sink, sink_steps)
-        except RuntimeError as error:
-            if "dataset" not in str(error).lower():  # MindSpore's data pipeline errors say so
-                raise
-            raise ValueError(f"reading {data_source or 'the training data'} failed ({one_line(error)}): a record "
-                             f"file is corrupt or of another kind; re-create it, then resume from the last "
-                             f"checkpoint") from None
+        progress = Progress(start_step, devices)
+        with deferred() as signals:
+            progress.signals = signals
+            try:
+                fit(train_cell, dataset, total_steps - start_step, [progress, *callbacks], data_sink, sink_steps)
+            except Stopped as stop:  # a second signal: the step or the save in flight was abandoned
+                raise Stopped(stop.signum, f"stopped by a second signal at step {progress.step}, before saving "
+                                           f"it: {_resume_hint(files, checkpoints)}") from None
+            except (DiskFull, OSError) as error:
+                if not isinstance(error, DiskFull) and not is_disk_full(error):
+                    raise
+                what = str(error) if isinstance(error, DiskFull) else disk_full_message(error.filename or "", error)
+                raise DiskFull(f"{what}; stopped at step {progress.step}: {_resume_hint(files, checkpoints)}") \
+                    from None
+            except RuntimeError as error:
+                if "dataset" not in str(error).lower():  # MindSpore's data pipeline errors say so
+                    raise
+                raise ValueError(f"reading {data_source or 'the training data'} failed ({one_line(error)}): a "
+                                 f"record file is corrupt or of another kind; re-create it, then resume from the "
+                                 f"last checkpoint") from None
+        if signals is not None and signals.received is not None:
+            raise signals.stopped(f"stopped by {signals.stopped().signal_name} at step {progress.step}: "
+                                  f"{_resume_hint(files, checkpoints, saved_now=True)}")
     finally:
         for lock in locks:
             lock.release()

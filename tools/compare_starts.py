@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import re
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -34,7 +33,8 @@ import run_classifier  # noqa: E402
 import run_ner  # noqa: E402
 from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
 from src.config import load_run_config, str2bool  # noqa: E402
-from src.output_dir import finish_output, read_manifest, start_output  # noqa: E402
+from src.output_dir import finish_output, read_manifest, staged_output  # noqa: E402
+from src.paths import check_apart  # noqa: E402
 from src.run_dir import latest_checkpoint  # noqa: E402
 from tools import convert_task_data  # noqa: E402
 from tools.split_labeled_text import EXTENSIONS  # noqa: E402
@@ -159,14 +159,13 @@ def compare(argv: list[str]) -> dict:
     batch_size = load_run_config(args.config).batch_size
     # resolved once: every pretrained run starts from this file, and a missing one fails before the first run
     args.pretrained_checkpoint = latest_checkpoint(args.pretrained_checkpoint)
-    staging = start_output(args.output_dir, args.overwrite)
-    try:
+    check_apart({"--output_dir": args.output_dir},
+                {"--splits_dir": args.splits_dir, "--pretrained_checkpoint": args.pretrained_checkpoint},
+                replaces=True)
+    with staged_output(args.output_dir, args.overwrite) as staging:
         result = run_all(args, input_format, sets, batch_size, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finish_output(staging, args.output_dir, "tools/compare_starts.py",
-                  {key: str(value) for key, value in vars(args).items() if key not in ("output_dir", "overwrite")})
+        finish_output(staging, args.output_dir, "tools/compare_starts.py",
+                      {key: str(value) for key, value in vars(args).items() if key not in ("output_dir", "overwrite")})
     print(f"\n{result['test_examples']} held-out examples\n{format_table(result['summary'], result['metric'])}\n\n"
           f"table: {args.output_dir / 'compare.json'}, plot: {args.output_dir / 'compare.png'}")
     return result

@@ -39,6 +39,7 @@ from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classificati
 from src.records import write_records, write_schema  # noqa: E402
 from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
 from src.output_dir import file_sha256  # noqa: E402
+from src.paths import check_apart  # noqa: E402
 from src.task_card import TaskCard, write_records_card  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
@@ -78,6 +79,8 @@ def labels_for(args: argparse.Namespace, found: list[str], load=load_label2id) -
 
 
 def convert(args: argparse.Namespace) -> int:
+    check_apart({"--output_file": args.output_file},
+                {"--input_file": args.input_file, "--vocab_file": args.vocab_file, "--label2id_file": args.label2id_file})
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
     labels_in_order: tuple[str, ...] = ()
     token_unit = "character"

@@ -17,7 +17,6 @@ import functools
 import glob
 import multiprocessing
 import random
-import shutil
 import sys
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -35,7 +34,9 @@ from src.corpus import read_documents  # noqa: E402
 from src.numpy_instances import create_instance_columns  # noqa: E402
 from src.pretraining_data import (MaskingOptions, chinese_word_starts, create_training_instances,  # noqa: E402
                                   instance_to_features)
-from src.output_dir import file_sha256, finish_output, start_output  # noqa: E402
+from src.output_dir import file_sha256, finish_output, staged_output  # noqa: E402
+from src.paths import check_apart  # noqa: E402
+from src.preemption import worker_ignores_signals  # noqa: E402
 from src.records import RECORD_SUFFIX, write_columns, write_records, write_schema  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
@@ -135,7 +136,7 @@ def create_pretraining_records(files: list[Path], settings: ShardSettings, docs_
         for index, chunk in enumerate(chunks):
             collect(make_shard(index, chunk, settings))
     else:
-        with multiprocessing.Pool(processes) as pool:
+        with multiprocessing.Pool(processes, initializer=worker_ignores_signals) as pool:
             pending: deque = deque()
             for index, chunk in enumerate(chunks):
                 pending.append(pool.apply_async(make_shard, (index, chunk, settings)))
@@ -202,21 +203,20 @@ def create(argv: list[str]) -> None:
     if args.config:
         check_vocab_fits(vocab_size, load_bert_config(args.config), args.vocab_file, args.config)
     inputs = expand_inputs(args.input_file)
-    staging = start_output(args.output_dir, args.overwrite)
-    settings = ShardSettings(args.vocab_file, args.do_lower_case, options, args.dupe_factor, args.random_seed,
-                             str(staging), args.dataset_format,
-                             args.do_whole_word_mask and args.chinese_word_segmentation, args.random_draws)
-    try:
+    check_apart({"--output_dir": args.output_dir},
+                {"--vocab_file": args.vocab_file, **{f"--input_file ({path.name})": path for path in inputs}},
+                replaces=True)
+    with staged_output(args.output_dir, args.overwrite) as staging:
+        settings = ShardSettings(args.vocab_file, args.do_lower_case, options, args.dupe_factor, args.random_seed,
+                                 str(staging), args.dataset_format,
+                                 args.do_whole_word_mask and args.chinese_word_segmentation, args.random_draws)
         rows = create_pretraining_records(inputs, settings, args.docs_per_shard, args.processes)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    recorded = {**asdict(options), "dupe_factor": args.dupe_factor, "random_seed": args.random_seed,
-                "random_draws": args.random_draws,
-                "do_lower_case": args.do_lower_case, "dataset_format": args.dataset_format,
-                "chinese_word_segmentation": settings.chinese_whole_word, "vocab_size": vocab_size,
-                "vocab_sha256": file_sha256(args.vocab_file), "docs_per_shard": args.docs_per_shard}
-    finish_output(staging, args.output_dir, "tools/create_pretraining_data.py", recorded, rows)
+        recorded = {**asdict(options), "dupe_factor": args.dupe_factor, "random_seed": args.random_seed,
+                    "random_draws": args.random_draws,
+                    "do_lower_case": args.do_lower_case, "dataset_format": args.dataset_format,
+                    "chinese_word_segmentation": settings.chinese_whole_word, "vocab_size": vocab_size,
+                    "vocab_sha256": file_sha256(args.vocab_file), "docs_per_shard": args.docs_per_shard}
+        finish_output(staging, args.output_dir, "tools/create_pretraining_data.py", recorded, rows)
     print(f"wrote {sum(rows.values())} instances in {len(rows)} shard(s) to {args.output_dir} "
           f"(vocab {vocab_size} tokens; settings {asdict(options)})")
 

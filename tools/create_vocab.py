@@ -4,7 +4,9 @@
 
 With --config, also writes model.yaml beside vocab.txt: that model preset with vocab_size set to the vocab's size,
 ready for run_pretrain.py --bert_network. The same text gives the same vocab.txt on every run. The input must be UTF-8
-(convert other encodings first, e.g. iconv -f GB18030 -t UTF-8).
+(convert other encodings first, e.g. iconv -f GB18030 -t UTF-8). As every data tool, it writes through a staging
+directory (all files or none, with a manifest) and refuses a non-empty --output_dir without --overwrite true: records
+and checkpoints made with the vocab there would no longer match it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from src.cli import ArgumentParser, run_cli  # noqa: E402
 from src.config import load_bert_config, save_bert_config, str2bool  # noqa: E402
+from src.output_dir import finish_output, staged_output  # noqa: E402
+from src.paths import check_apart  # noqa: E402
+from src.text_input import text_lines  # noqa: E402
 from src.tokenization import train_vocab  # noqa: E402
 from tools.create_pretraining_data import expand_inputs  # noqa: E402
 
@@ -33,14 +38,24 @@ def create_vocab(argv: list[str]) -> None:
     parser.add_argument("--min_frequency", type=int, default=2)
     parser.add_argument("--do_lower_case", type=str2bool, default=True)
     parser.add_argument("--config", help="model preset or YAML to write as model.yaml with this vocab's size")
+    parser.add_argument("--overwrite", type=str2bool, default=False,
+                        help="replace a non-empty --output_dir (default: refuse it)")
     args = parser.parse_args(argv)
-    path = train_vocab(expand_inputs(args.input_file), args.output_dir, args.vocab_size, args.min_frequency,
-                       args.do_lower_case)
-    size = sum(1 for _ in open(path, encoding="utf-8"))
-    print(f"wrote {path} ({size} tokens)")
-    if args.config:
-        model = save_bert_config(load_bert_config(args.config, vocab_size=size), path.with_name("model.yaml"))
-        print(f"wrote {model} ({args.config} with vocab_size {size})")
+    inputs = expand_inputs(args.input_file)
+    check_apart({"--output_dir": args.output_dir}, {f"--input_file ({path.name})": path for path in inputs},
+                replaces=True)
+    model = load_bert_config(args.config) if args.config else None  # a bad preset fails before the training
+    with staged_output(args.output_dir, args.overwrite) as staging:
+        path = train_vocab(inputs, staging, args.vocab_size, args.min_frequency, args.do_lower_case)
+        size = sum(1 for _ in text_lines(path, "vocab file"))
+        if model is not None:
+            save_bert_config(model.replace(vocab_size=size), staging / "model.yaml")
+        finish_output(staging, args.output_dir, "tools/create_vocab.py",
+                      {"vocab_size": args.vocab_size, "min_frequency": args.min_frequency,
+                       "do_lower_case": args.do_lower_case, "config": args.config or ""}, {"vocab.txt": size})
+    print(f"wrote {Path(args.output_dir) / 'vocab.txt'} ({size} tokens)")
+    if model is not None:
+        print(f"wrote {Path(args.output_dir) / 'model.yaml'} ({args.config} with vocab_size {size})")
 
 
 if __name__ == "__main__":

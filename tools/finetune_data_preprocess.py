@@ -27,6 +27,7 @@ from src.finetune_data import (TaggedExample, load_ner_label2id, read_msra_xml, 
 from src.output_dir import file_sha256  # noqa: E402
 from src.records import write_records  # noqa: E402
 from src.task_card import TaskCard, write_records_card  # noqa: E402
+from src.text_input import leading_bytes  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 
@@ -78,8 +79,8 @@ def data_format(path: Path, requested: str) -> str:
     """msra_xml when the file's first non-blank character is '<', else bio (for --data_format auto)."""
     if requested != "auto":
         return requested
-    with open(path, "rb") as handle:
-        head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    head = leading_bytes(path, "--data_dir file", "pass the MSRA XML file, BIO text, or a directory of .txt BIO "
+                                                  "files").lstrip(b" \t\r\n")
     return "msra_xml" if head.startswith(b"<") else "bio"
 
 

@@ -22,11 +22,8 @@ The manifest records --input_format, so tools/compare_starts.py knows the task.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import lzma
 import random
-import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -38,28 +35,19 @@ from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
 from src.config import str2bool  # noqa: E402
 from src.corpus import peoples_daily_documents, split_sentences, write_documents  # noqa: E402
 from src.finetune_data import peoples_daily_bio  # noqa: E402
-from src.output_dir import finish_output, start_output  # noqa: E402
-from src.tokenization import not_utf8_message  # noqa: E402
+from src.output_dir import finish_output, staged_output  # noqa: E402
+from src.paths import check_apart  # noqa: E402
+from src.text_input import text_lines  # noqa: E402
 
-OPENERS = {".xz": lzma.open, ".gz": gzip.open}
 INPUT_FORMATS = ("label_text", "peoples_daily")
 EXTENSIONS = {"label_text": "tsv", "peoples_daily": "txt"}
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, stripped line) of the non-blank lines of a plain, .gz or .xz UTF-8 file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist: pass label<TAB>text lines or People's Daily "
-                                f"text")
-    try:
-        with OPENERS.get(path.suffix, open)(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    yield number, line.strip()
-    except UnicodeDecodeError:
-        raise ValueError(not_utf8_message(path)) from None
-    except (EOFError, lzma.LZMAError, gzip.BadGzipFile) as error:
-        raise ValueError(f"{path} is not a readable {path.suffix} file ({error}): pass it as shipped") from None
+    for number, line in text_lines(path, "input file", "pass label<TAB>text lines or People's Daily text"):
+        if line.strip():
+            yield number, line.strip()
 
 
 def text_key(text: str) -> str:
@@ -179,15 +167,12 @@ def split_labeled_text(argv: list[str]) -> None:
     check_minimums(args, test_size=1)
     if min(args.train_sizes) < 1:
         raise ValueError("--train_sizes must be at least 1")
-    staging = start_output(args.output_dir, args.overwrite)
-    try:
+    check_apart({"--output_dir": args.output_dir}, {"--input_file": args.input_file}, replaces=True)
+    with staged_output(args.output_dir, args.overwrite) as staging:
         counts = split(args, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    settings = {key: value for key, value in vars(args).items() if key not in ("output_dir", "overwrite")}
-    finish_output(staging, args.output_dir, "tools/split_labeled_text.py",
-                  {**settings, "input_file": args.input_file.name})
+        settings = {key: value for key, value in vars(args).items() if key not in ("output_dir", "overwrite")}
+        finish_output(staging, args.output_dir, "tools/split_labeled_text.py",
+                      {**settings, "input_file": args.input_file.name})
     print(f"{counts['texts']} distinct examples -> test {counts['test']}, training sets {args.train_sizes} x seeds "
           f"{args.seeds}, the text of {counts['pretraining_texts']} for pretraining, in {args.output_dir}")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
 from src.config import str2bool  # noqa: E402
 from src.corpus import wikiextractor_documents, write_documents  # noqa: E402
-from src.output_dir import finish_output, start_output  # noqa: E402
+from src.output_dir import finish_output, staged_output  # noqa: E402
+from src.paths import check_apart  # noqa: E402
 
 
 def dump_language(dump: Path) -> str:
@@ -76,14 +76,12 @@ def wiki_to_text(argv: list[str]) -> None:
     check_minimums(args, processes=1)
     if not args.input.is_file():
         raise SystemExit(f"Wikipedia dump {args.input} does not exist: pass a pages-articles .xml or .xml.bz2 file")
+    check_apart({"--output_dir": args.output_dir}, {"--input": args.input}, replaces=True)
     language = args.language or dump_language(args.input)
-    staging = start_output(args.output_dir, args.overwrite)
-    try:
+    with staged_output(args.output_dir, args.overwrite) as staging:
         files = extract(args.input, staging, args.processes, language)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finish_output(staging, args.output_dir, "tools/wiki_to_text.py", {"input": args.input.name, "language": language})
+        finish_output(staging, args.output_dir, "tools/wiki_to_text.py",
+                      {"input": args.input.name, "language": language})
     print(f"wrote {len(files)} text file(s) to {args.output_dir} (sentences split as '{language}')")
 
 

@@ -45,9 +45,9 @@ class StopHandler:
         self.deferring = 0  # depth of `deferred` blocks
         self.python_handler = 0  # CPython's C-level handler, once installed
 
-    def reclaim(self) -> None:
-        """Install this handler again at the C level: native code (MindSpore's runtime) may have replaced it
-        without Python knowing, turning Ctrl-C into a SIGTERM."""
+    def install(self) -> None:
+        """Install this handler for both signals and note CPython's C-level handler, to tell later whether native
+        code (MindSpore's runtime, during a step) holds SIGINT."""
         for signum in SIGNALS:
             signal.signal(signum, self)
         self.python_handler = _native_handler(signal.SIGTERM)
@@ -89,7 +89,7 @@ def handling_signals() -> Iterator[StopHandler | None]:
         return
     handler = StopHandler()
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    handler.reclaim()
+    handler.install()
     try:
         yield handler
     finally:

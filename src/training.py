@@ -89,10 +89,6 @@ class Progress(Callback):
         self.devices = devices
         self.signals = None
 
-    def on_train_step_begin(self, run_context) -> None:
-        if self.signals is not None:
-            self.signals.reclaim()  # MindSpore's runtime takes SIGINT over once training runs
-
     def on_train_step_end(self, run_context) -> None:
         self.step = self.start_step + run_context.original_args().cur_step_num
         if self.signals is None:

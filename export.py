@@ -17,7 +17,7 @@ the finetuning run's task card; min(128, max_position_embeddings) for a pretrain
 max_position_embeddings (NEZHA's relative-position table is built for as many positions), the vocab beside a
 finetuned checkpoint no larger than the model's vocab_size, and every encoder weight of the checkpoint used by the
 model (a BERT checkpoint with a NEZHA config would otherwise lose its position embeddings silently). predict.py
-checks a --model_file against the task card in the same way (src/inference.py).
+checks a --model_file against the task card in the same way (src/serve/backends.py).
 """
 from __future__ import annotations
 
@@ -30,14 +30,21 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from src.bert_model import BertModel
 from src.cli import ArgumentParser, run_cli
 from src.config import BertConfig, load_bert_config, str2bool
-from src.distributed import compute_type_for_device, setup_device
-from src.inference import (MindIRBackend, OnnxBackend, check_model_fits, load_weights, make_onnx_exportable,
-                           numpy_outputs, task_network)
-from src.run_dir import CHECKPOINT_NAME, latest_checkpoint
-from src.task_card import TaskCard, run_card_of
+from src.files.run_files import CHECKPOINT_NAME, latest_checkpoint
+from src.model.bert import BertModel
+from src.model.task_heads import numpy_outputs
+from src.serve.backends import (
+    MindIRBackend,
+    OnnxBackend,
+    check_model_fits,
+    load_weights,
+    make_onnx_exportable,
+    task_network,
+)
+from src.tasks.task_card import TaskCard, run_card_of
+from src.train.distributed import compute_type_for_device, setup_device
 
 PREFIXES = ("classifier", "ner", "squad", "checkpoint_bert")
 TOLERANCE = 1e-4

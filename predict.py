@@ -9,7 +9,7 @@
     python predict.py --load_finetune_checkpoint_path ner_ckpt/ --backend onnx --model_file ner.onnx ...
 
 Everything the model needs besides the text (task, vocab, labels, tokenizer settings, head) is read from the
-description the finetuning run wrote beside its checkpoints (src/task_card.py). Input formats per task:
+description the finetuning run wrote beside its checkpoints (src/tasks/task_card.py). Input formats per task:
 classification text | label_text | clue_json; ner text | cluener_json; squad jsonl | squad_json. Output: JSON
 lines (one per input line, with its "line" number; empty lines are skipped and counted), or --output_format
 tsv (classification), cluener (the CLUENER2020 submission lines), squad_predictions (run_squad.py's
@@ -25,17 +25,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.checkpoint import read_checkpoint
 from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import str2bool
-from src.distributed import compute_type_for_device, setup_device
-from src.inference import BACKENDS, open_backend
-from src.pipelines import Counts, answer_questions, classify, cluener_label, tag_entities
-from src.prediction_io import INPUT_FORMATS, OUTPUT_FORMATS, OutputFile, read_inputs
-from src.paths import check_apart
-from src.run_dir import latest_checkpoint, run_prefixes
-from src.task_card import TASKS, run_card_of
-from src.tokenization import FullTokenizer
+from src.data.tokenization import FullTokenizer
+from src.files.checkpoint import read_checkpoint
+from src.files.paths import check_apart
+from src.files.run_files import latest_checkpoint, run_prefixes
+from src.serve.backends import BACKENDS, open_backend
+from src.serve.pipelines import Counts, answer_questions, classify, cluener_label, tag_entities
+from src.serve.prediction_files import INPUT_FORMATS, OUTPUT_FORMATS, OutputFile, read_inputs
+from src.tasks.task_card import TASKS, run_card_of
+from src.train.distributed import compute_type_for_device, setup_device
 
 PREFIXES = {"classification": "classifier", "ner": "ner", "squad": "squad"}  # the finetuning scripts' checkpoints
 

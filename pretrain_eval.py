@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from src.bert_for_pre_training import BertPretrainingAccuracy
-from src.checkpoint import load_checkpoint_into
 from src.cli import ArgumentParser, run_cli
 from src.config import load_bert_config, load_run_config
-from src.dataset import create_record_dataset
-from src.distributed import compute_type_for_device, setup_device
-from src.output_dir import write_text_atomically
-from src.paths import check_apart
-from src.run_dir import latest_checkpoint
+from src.data.datasets import RecordSource, check_records, record_batches
+from src.files.checkpoint import load_checkpoint_into
+from src.files.paths import check_apart
+from src.files.run_files import latest_checkpoint
+from src.files.staging import write_text_atomically
+from src.model.pretraining import BertPretrainingAccuracy
+from src.train.distributed import compute_type_for_device, setup_device
 
 
 @dataclass
@@ -63,8 +63,9 @@ def evaluate(args: argparse.Namespace) -> PretrainingAccuracy:
     network = BertPretrainingAccuracy(bert_config)
     network.set_train(False)
     load_checkpoint_into(network, latest_checkpoint(args.load_checkpoint_path))
-    dataset, _ = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
-                                            args.dataset_format, do_shuffle=False, model=bert_config)
+    source = RecordSource(args.data_dir, args.dataset_format, args.schema_dir or None)
+    check_records(source, model=bert_config)
+    dataset = record_batches(source, batch_size=run_config.batch_size).dataset
     totals = np.zeros(4)
     label_counts: Counter = Counter()
     next_sentence_counts: Counter = Counter()

@@ -14,12 +14,20 @@ import argparse
 import numpy as np
 
 from src.cli import ArgumentParser, check_minimums
-from src.finetune import (add_common_flags, check_eval_records, describe_run, finetune, predict, prepare, run_entry,
-                          write_eval_result)
-from src.finetune_data import load_label2id
-from src.finetune_models import BertClassifierWithLoss, BertForSequenceClassification
-from src.metrics import ASSESSMENT_METHODS, classification_score
-from src.run_dir import latest_checkpoint
+from src.files.run_files import latest_checkpoint
+from src.model.task_heads import BertClassifierWithLoss, BertForSequenceClassification
+from src.tasks.metrics import ASSESSMENT_METHODS, classification_score
+from src.tasks.task_files import load_label2id
+from src.train.finetune import (
+    add_common_flags,
+    check_eval_records,
+    describe_run,
+    finetune,
+    predict,
+    prepare,
+    run_entry,
+    write_eval_result,
+)
 
 PREFIX = "classifier"
 
@@ -30,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--assessment_method", choices=ASSESSMENT_METHODS, default="accuracy")
     parser.add_argument("--num_class", type=int, default=2, help="number of classes; 1 for a regression")
     parser.add_argument("--vocab_file_path", default="",
-                        help="vocab.txt the records were made with (default: from their task card), kept for predict.py")
+                        help="vocab.txt the records were made with (default: from their task card), kept for "
+                             "predict.py")
     parser.add_argument("--label2id_file_path", default="",
                         help="label2id the records were made with (default: from their task card), kept for predict.py")
     return parser.parse_args(argv)

@@ -15,16 +15,24 @@ import argparse
 import json
 from pathlib import Path
 
-from src.config import str2bool
-from src.crf import backtrack
 from src.cli import ArgumentParser
-from src.finetune import (add_common_flags, check_eval_records, describe_run, finetune, predict, prepare, run_entry,
-                          write_eval_result)
-from src.finetune_data import load_ner_label2id
-from src.finetune_models import BertTaggerDecoder, BertTaggerWithLoss
-from src.metrics import entity_scores, entity_spans
-from src.run_dir import latest_checkpoint
-from src.text_input import text_lines
+from src.config import str2bool
+from src.files.run_files import latest_checkpoint
+from src.files.text_input import text_lines
+from src.model.crf import backtrack
+from src.model.task_heads import BertTaggerDecoder, BertTaggerWithLoss
+from src.tasks.metrics import entity_scores, entity_spans
+from src.tasks.task_files import load_ner_label2id
+from src.train.finetune import (
+    add_common_flags,
+    check_eval_records,
+    describe_run,
+    finetune,
+    predict,
+    prepare,
+    run_entry,
+    write_eval_result,
+)
 
 PREFIX = "ner"
 

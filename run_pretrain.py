@@ -9,13 +9,13 @@ from pathlib import Path
 
 import mindspore as ms
 
-from src.bert_for_pre_training import BertNetworkWithLoss
 from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import load_bert_config, load_run_config, str2bool
-from src.dataset import create_record_dataset
-from src.distributed import compute_type_for_device, setup_device
-from src.paths import check_apart
-from src.training import CheckpointPolicy, sinks, train
+from src.data.datasets import RecordSource, check_records, record_batches
+from src.files.paths import check_apart
+from src.model.pretraining import BertNetworkWithLoss
+from src.train.distributed import compute_type_for_device, setup_device
+from src.train.loop import CheckpointPolicy, sinks, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,28 +78,25 @@ def run(args: argparse.Namespace) -> Path | None:
     ms.dataset.config.set_seed(run_config.seed)
     bert_config = compute_type_for_device(bert_config)
     network = BertNetworkWithLoss(bert_config)
-    _, steps_per_epoch = create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
-                                                    args.dataset_format, False, device_num, rank,
-                                                    model=bert_config)
-    total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * steps_per_epoch
+    source = RecordSource(args.data_dir, args.dataset_format, args.schema_dir or None)
+    check_records(source, model=bert_config)
+    batches = record_batches(source, batch_size=run_config.batch_size, shuffle=args.do_shuffle,
+                             shuffle_buffer=run_config.shuffle_buffer, device_num=device_num, rank=rank)
+    total_steps = args.train_steps if args.train_steps > 0 else args.epoch_size * batches.per_epoch
     if args.train_steps <= 0 and sinks(args.enable_data_sink) and total_steps > args.data_sink_steps:
         # As the zoo does: whole sinks of data_sink_steps batches; the last partial sink is not trained.
         total_steps -= total_steps % args.data_sink_steps
-
-    def make_dataset(epochs: int, skip_batches: int):
-        return create_record_dataset(args.data_dir, run_config.batch_size, args.schema_dir or None,
-                                          args.dataset_format, args.do_shuffle, device_num, rank, epochs=epochs,
-                                          skip_batches=skip_batches, shuffle_buffer=run_config.shuffle_buffer)[0]
 
     checkpoints = CheckpointPolicy(save_dir / f"ckpt_{rank}",
                                    args.save_checkpoint_steps, args.save_checkpoint_num) \
         if args.enable_save_ckpt else None
     # Rank 0 logs to output_dir, the others beside it, so the files of parallel ranks never interleave.
     output_dir = Path(args.output_dir) if rank == 0 else Path(args.output_dir) / f"rank_{rank}"
-    return train(network, run_config, make_dataset, steps_per_epoch, total_steps, output_dir, checkpoints,
-                 args.load_checkpoint_path, args.accumulation_steps, args.enable_lossscale, args.enable_data_sink,
-                 args.data_sink_steps, device_num, data_source=f"data_dir {args.data_dir}",
-                 check_only=args.check_only)
+    return train(network, run_config, batches, total_steps=total_steps, output_dir=output_dir,
+                 checkpoints=checkpoints, resume_from=args.load_checkpoint_path,
+                 accumulation_steps=args.accumulation_steps, loss_scaling=args.enable_lossscale,
+                 data_sink=args.enable_data_sink, sink_steps=args.data_sink_steps, devices=device_num,
+                 data_source=f"data_dir {args.data_dir}", check_only=args.check_only)
 
 
 def pretrain(argv: list[str]) -> Path | None:

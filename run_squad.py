@@ -20,16 +20,24 @@ import argparse
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint import load_checkpoint_into
-from src.config import str2bool
-from src.dataset import SQUAD_TRAIN_COLUMNS
 from src.cli import ArgumentParser
-from src.finetune import add_common_flags, describe_run, finetune, prepare, run_entry, write_eval_result
-from src.finetune_models import BertForQuestionAnswering, BertSquadWithLoss
-from src.squad import (SquadExample, check_prediction_settings, check_window_settings, convert_examples_to_features,
-                       read_squad_examples, squad_evaluate, squad_evaluate_v2, write_predictions)
-from src.tokenization import FullTokenizer
-from src.run_dir import latest_checkpoint
+from src.config import str2bool
+from src.data.datasets import SQUAD_TRAIN_COLUMNS
+from src.data.tokenization import FullTokenizer
+from src.files.checkpoint import load_checkpoint_into
+from src.files.run_files import latest_checkpoint
+from src.model.task_heads import BertForQuestionAnswering, BertSquadWithLoss
+from src.tasks.squad import (
+    SquadExample,
+    check_prediction_settings,
+    check_window_settings,
+    convert_examples_to_features,
+    read_squad_examples,
+    squad_evaluate,
+    squad_evaluate_v2,
+    write_predictions,
+)
+from src.train.finetune import add_common_flags, describe_run, finetune, prepare, run_entry, write_eval_result
 
 PREFIX = "squad"
 

@@ -25,8 +25,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,7 +55,7 @@ def step_seconds(metrics: Path) -> float:
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from input_pipeline import make_records
+    from bench.input_pipeline import make_records
     python = Path(sys.executable)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

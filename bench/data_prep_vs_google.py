@@ -8,8 +8,8 @@ Google's script is TF1 code. It runs under TensorFlow 2 through tests/google_ber
 shimmed names), in the Python given by --google_python (default: this one; requirements-dev.txt installs
 tensorflow-cpu and bert-tensorflow). Without them, only our side runs, and the script says so.
 
-Text: the shipped English Wikipedia sample through wikiextractor, --repeat copies of it (one sentence a line, documents apart), a
-WordPiece vocab trained on it; seq 128, 20 predictions, masked_lm_prob 0.15, short_seq_prob 0.1, random seed
+Text: the shipped English Wikipedia sample through wikiextractor, --repeat copies of it (one sentence a line, documents
+apart), a WordPiece vocab trained on it; seq 128, 20 predictions, masked_lm_prob 0.15, short_seq_prob 0.1, random seed
 12345, no whole-word masking (the bert-tensorflow release predates that flag). Each side runs as a subprocess,
 timed by wall clock, which includes its start-up. Printed: documents/s, instances/s, instances written, and the
 ratio to Google's. Ours writes 8 shards (--docs_per_shard), so 2 processes have work to share, and runs with
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 TOKENIZER_RUN = """
 import sys, time
@@ -37,7 +36,7 @@ if sys.argv[1] == "google":
     from tests.google_bert import google_full_tokenizer
     tokenizer = google_full_tokenizer(sys.argv[4], True)
 else:
-    from src.tokenization import FullTokenizer
+    from src.data.tokenization import FullTokenizer
     tokenizer = FullTokenizer(sys.argv[4], True)
 start = time.perf_counter()
 tokens = sum(len(tokenizer.tokenize(line)) for line in lines)
@@ -60,7 +59,7 @@ def count_documents(text: Path) -> int:
 
 
 def count_instances(output: Path) -> int:
-    from src.records import iter_tfrecord
+    from src.data.records import iter_tfrecord
     files = [output] if output.is_file() else sorted(output.glob("*.tfrecord"))
     return sum(1 for path in files for _ in iter_tfrecord(path))
 
@@ -73,7 +72,7 @@ def timed(command: list[str], env: dict) -> float:
 
 def main() -> None:
     args = parse_args()
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
     from tools import wiki_to_text
     env = {**os.environ, "GLOG_v": "3", "TF_CPP_MIN_LOG_LEVEL": "3", "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory() as scratch:
@@ -81,7 +80,8 @@ def main() -> None:
         wiki_to_text.main(["--input", str(ROOT / "data" / "enwiki-sample-pages-articles.xml.bz2"),
                            "--output_dir", str(scratch / "text")])
         text = scratch / "all.txt"
-        sample = "\n\n".join(p.read_text(encoding="utf-8").strip("\n") for p in sorted((scratch / "text").glob("*.txt")))
+        sample = "\n\n".join(p.read_text(encoding="utf-8").strip("\n")
+                             for p in sorted((scratch / "text").glob("*.txt")))
         text.write_text("\n\n".join([sample] * args.repeat) + "\n", encoding="utf-8")
         vocab = train_vocab([text], scratch / "vocab", vocab_size=8000)
         settings = ["--max_seq_length", "128", "--max_predictions_per_seq", "20", "--masked_lm_prob", "0.15",
@@ -115,8 +115,8 @@ def main() -> None:
             print(f"Google's side skipped: {args.google_python} lacks tensorflow-cpu, tf-slim or bert-tensorflow "
                   f"(pip install -r requirements-dev.txt)")
     google = rows.get("Google's (bert-tensorflow, TF 2 compat.v1)")
-    print(f"{documents} documents ({args.repeat} copies of the Wikipedia sample), dupe_factor {args.dupe_factor}, seq 128, 2 CPU cores; "
-          f"wall clock including start-up")
+    print(f"{documents} documents ({args.repeat} copies of the Wikipedia sample), dupe_factor {args.dupe_factor}, "
+          f"seq 128, 2 CPU cores; wall clock including start-up")
     for name, (seconds, instances) in rows.items():
         ratio = f"   {google[0] / seconds:5.2f}x Google's documents/s" if google else ""
         print(f"  {name:45s} {documents / seconds:8.1f} documents/s  {instances / seconds:8.1f} instances/s  "

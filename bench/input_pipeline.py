@@ -4,7 +4,7 @@ consumes, at each shape, in one process.
     python bench/input_pipeline.py [--shapes tiny,4x256,base --batch 16 --seq 128 --workers 1,2]
 
 Records are made from the shipped English Wikipedia sample (wikiextractor -> vocab -> tools/create_pretraining_data.py,
-seq --seq) as TFRecord and MindRecord. The dataset is src/dataset.create_record_dataset as run_pretrain.py builds it
+seq --seq) as TFRecord and MindRecord. The dataset is src/data/datasets.record_batches as run_pretrain.py builds it
 (every column cast, shuffled with the default buffer, batched, repeated); its rate is batches drawn from the iterator
 per second times the batch size, with MindSpore's dataset worker count set to each of --workers. The step is
 bench/pretrain_step_vs_torch.py's (this project's train cell, Lamb, loss scale, clip), timed on one batch of the same
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 SHAPES = {"tiny": (2, 128), "4x256": (4, 256), "base": (12, 768)}  # layers, hidden
 
@@ -41,7 +38,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_records(directory: Path, seq: int) -> tuple[Path, Path, int]:
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
     from tools import create_pretraining_data, wiki_to_text
     wiki_to_text.main(["--input", str(ROOT / "data" / "enwiki-sample-pages-articles.xml.bz2"),
                        "--output_dir", str(directory / "text")])
@@ -57,8 +54,8 @@ def make_records(directory: Path, seq: int) -> tuple[Path, Path, int]:
 
 def delivered(records: Path, dataset_format: str, batch: int, batches: int) -> float:
     """Records per second out of the dataset iterator, after its first batch (pipeline start-up)."""
-    from src.dataset import create_record_dataset
-    dataset, _ = create_record_dataset(records, batch, dataset_format=dataset_format, do_shuffle=True, epochs=100)
+    from src.data.datasets import RecordSource, record_batches
+    dataset = record_batches(RecordSource(records, dataset_format), batch_size=batch, shuffle=True).epochs(100)
     iterator = dataset.create_tuple_iterator(num_epochs=1)
     next(iterator)
     start = time.perf_counter()
@@ -69,9 +66,8 @@ def delivered(records: Path, dataset_format: str, batch: int, batches: int) -> f
 
 def consumed(records: Path, layers: int, hidden: int, args: argparse.Namespace, vocab: int) -> float:
     """Records per second the train step takes at this shape (batch x steps/s)."""
-    import pretrain_step_vs_torch as step_bench
-
-    from src.records import iter_tfrecord
+    from bench import pretrain_step_vs_torch as step_bench
+    from src.data.records import iter_tfrecord
     rows = []
     for path in sorted(records.glob("*.tfrecord")):
         for row in iter_tfrecord(path):

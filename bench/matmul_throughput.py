@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # (label, tokens, in, out): batch 16 x seq 128 tokens for 4 x 256, batch 8 x seq 128 for BERT-base
 SHAPES = [("4x256 attention q/k/v/out", 2048, 256, 256), ("4x256 intermediate", 2048, 256, 1024),

@@ -18,7 +18,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("USE_TF", "0")  # transformers on PyTorch only (TF's protos clash with tfrecord's)
 
 
@@ -47,11 +45,11 @@ def write_finetuned_directory(args: argparse.Namespace, directory: Path) -> Path
     """A classifier checkpoint directory as run_classifier.py leaves it (weights random: speed does not care)."""
     import mindspore as ms
 
-    from src.checkpoint import write_checkpoint
     from src.config import load_bert_config
-    from src.finetune_models import BertForSequenceClassification
-    from src.task_card import RunCard, TaskCard
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
+    from src.files.checkpoint import write_checkpoint
+    from src.model.task_heads import BertForSequenceClassification
+    from src.tasks.task_card import RunCard, TaskCard
 
     ms.set_seed(0)
     (directory / "text.txt").write_text("\n".join(reviews(2400)) + "\n", encoding="utf-8")
@@ -72,13 +70,14 @@ def hf_pipeline(checkpoints: Path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, pipeline
 
-    from src.checkpoint import read_checkpoint
-    from src.task_card import RunCard
+    from src.files.checkpoint import read_checkpoint
+    from src.tasks.task_card import RunCard
 
     card, vocab, config = RunCard(checkpoints, "classifier").read()
     hf_config = BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
                            num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-                           intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+                           intermediate_size=config.intermediate_size,
+                           max_position_embeddings=config.max_position_embeddings,
                            type_vocab_size=config.type_vocab_size, layer_norm_eps=config.layer_norm_eps,
                            num_labels=2, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
     model = BertForSequenceClassification(hf_config).eval()
@@ -98,10 +97,10 @@ def main() -> None:
     import torch
 
     import export
-    from src.inference import open_backend
-    from src.pipelines import Counts, classify
-    from src.task_card import RunCard
-    from src.tokenization import FullTokenizer
+    from src.data.tokenization import FullTokenizer
+    from src.serve.backends import open_backend
+    from src.serve.pipelines import Counts, classify
+    from src.tasks.task_card import RunCard
 
     texts = reviews(args.texts)
     with tempfile.TemporaryDirectory() as scratch:

@@ -13,12 +13,12 @@ with AdamW (torch has no Lamb). The
 torch.compile side compiles the forward and loss (inductor, which needs a C++ compiler); it is skipped, with the
 reason printed, where compiling fails. --skip names sides to leave out (e.g. --skip torch.compile).
 
-The MindSpore model zoo's BERT (its BertNetworkWithLoss and BertTrainOneStepCell, as its run_pretrain.py builds
-them on CPU: enable_lossscale false, since its loss-scale cell reads the NPU float status, which the CPU lacks;
-optimizer AdamWeightDecay, the zoo's other choice, since MindSpore's fused Lamb op has no CPU kernel; it clips each
-gradient by its own norm, not the global norm) runs with --zoo_dir, the official/nlp/Bert directory of a mindspore-ai/models checkout outside this
-repository (never vendored: its `src` package would clash with ours, so it runs in a child process that this
-script drives round by round). Without --zoo_dir that side is skipped, and the script says so.
+The MindSpore model zoo's BERT (its BertNetworkWithLoss and BertTrainOneStepCell, as its run_pretrain.py builds them on
+CPU: enable_lossscale false, since its loss-scale cell reads the NPU float status, which the CPU lacks; optimizer
+AdamWeightDecay, the zoo's other choice, since MindSpore's fused Lamb op has no CPU kernel; it clips each gradient by
+its own norm, not the global norm) runs with --zoo_dir, the official/nlp/Bert directory of a mindspore-ai/models
+checkout outside this repository (never vendored: its `src` package would clash with ours, so it runs in a child process
+that this script drives round by round). Without --zoo_dir that side is skipped, and the script says so.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ from typing import Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("USE_TF", "0")  # transformers on PyTorch only (TF's protos clash with tfrecord's)
 
 COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels", "masked_lm_positions", "masked_lm_ids",
@@ -82,10 +81,10 @@ def ours_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callabl
     """One call of this project's train-one-step cell (graph mode, Lamb, dynamic loss scale, clip 1.0)."""
     import mindspore as ms
 
-    from src.bert_for_pre_training import BertNetworkWithLoss
     from src.config import BertConfig, LossScaleSettings, OptimizerSettings
-    from src.optim import create_optimizer
-    from src.train_step import TrainOneStepCell
+    from src.model.pretraining import BertNetworkWithLoss
+    from src.train.optim import create_optimizer
+    from src.train.train_step import TrainOneStepCell
     network = BertNetworkWithLoss(BertConfig(seq_length=args.seq, **model_shape(args)))
     optimizer = create_optimizer(args.optimizer, OptimizerSettings(learning_rate=1e-4, warmup_steps=0),
                                  network.trainable_params(), decay_steps=10000)
@@ -104,13 +103,14 @@ def torch_step(args: argparse.Namespace, batch: dict[str, np.ndarray], compiled:
     """HF BertForPreTraining with the same MLM gathering and loss, AdamW, clip 1.0; eager, or the forward and loss
     through torch.compile."""
     import torch
-    from transformers import BertConfig as HFConfig, BertForPreTraining as HFPreTraining
+    from transformers import BertConfig as HFConfig
+    from transformers import BertForPreTraining as HFPreTraining
     model = HFPreTraining(HFConfig(max_position_embeddings=512, **model_shape(args))).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     t = {k: torch.tensor(v, dtype=torch.float32 if k == "masked_lm_weights" else torch.long) for k, v in batch.items()}
     rows = torch.arange(args.batch)[:, None]
 
-    def forward_loss() -> "torch.Tensor":
+    def forward_loss() -> torch.Tensor:
         sequence_output, pooled = model.bert(t["input_ids"], t["input_mask"], t["segment_ids"], return_dict=False)[:2]
         mlm, nsp = model.cls(sequence_output[rows, t["masked_lm_positions"]], pooled)
         nll = torch.nn.functional.cross_entropy(mlm.reshape(-1, args.vocab), t["masked_lm_ids"].reshape(-1),
@@ -137,8 +137,9 @@ def zoo_step(args: argparse.Namespace, batch: dict[str, np.ndarray]) -> Callable
         del sys.modules[name]
     import mindspore as ms
     from mindspore import nn
-    from src.bert_for_pre_training import BertNetworkWithLoss, BertTrainOneStepCell
-    from src.bert_model import BertConfig
+
+    from src.config import BertConfig
+    from src.model.pretraining import BertNetworkWithLoss, BertTrainOneStepCell
     shape = model_shape(args)
     network = BertNetworkWithLoss(BertConfig(seq_length=args.seq, type_vocab_size=2, **shape), True)
     learning_rate = nn.PolynomialDecayLR(1e-4, 0.0, 10000, 1.0)
@@ -163,7 +164,7 @@ def chosen_sides(args: argparse.Namespace) -> list[str]:
     zoo_code = Path(args.zoo_dir) / "src" / "bert_for_pre_training.py"
     if "zoo" not in skipped and not (args.zoo_dir and zoo_code.is_file()):
         print(f"zoo side skipped: pass --zoo_dir, the official/nlp/Bert directory of a mindspore-ai/models checkout"
-              f"{f' ({args.zoo_dir} has no src/bert_for_pre_training.py)' if args.zoo_dir else ''}")
+              f"{f' ({args.zoo_dir} has no src/model/pretraining.py)' if args.zoo_dir else ''}")
         skipped.add("zoo")
     return [name for name in SIDES if name not in skipped]
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_step_vs_torch import import_ours, import_torch, make_batch, ours_step, torch_step  # noqa: E402
+from bench.pretrain_step_vs_torch import import_ours, import_torch, make_batch, ours_step, torch_step
 
 CATEGORIES = ("matmul", "LayerNorm", "attention softmax", "GELU", "bias add and its gradient", "dropout",
               "MLM/NSP loss (log-softmax)", "embeddings (gather, scatter)", "optimizer, loss scale, clipping",

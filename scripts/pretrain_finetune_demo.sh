@@ -19,7 +19,24 @@ source "$ROOT/scripts/setup_env.sh" requirements.txt
 cd "$ROOT"
 export GLOG_v=3  # MindSpore: errors only
 
-echo "== 1/5 held-out test sets, labeled training sets (sizes $SIZES, seeds $SEEDS), unlabeled pretraining text"
+# Each stage's title says how long it takes on a 2-core AMD EPYC (AVX2) at these settings; the line after it, how
+# long it took here. Stage times scale with the pretraining steps, the seeds and the labeled sizes.
+# Measured at the quickstart's settings (commit in docs/quickstart.md):
+SPLIT_S=20 SPLIT_SEED_S=5 VOCAB_S=15 RECORDS_S=60 PRETRAIN_START_S=20 PRETRAIN_STEP_MS=300 FINETUNE_RUN_S=40
+FINETUNE_LABEL_MS=60 PREDICT_S=15
+clock() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
+STAGE_STARTED=
+stage() {  # stage TITLE EXPECTED_SECONDS
+    [ -z "$STAGE_STARTED" ] || echo "   (took $(clock $((SECONDS - STAGE_STARTED))))"
+    echo "== $1 (about $(clock "$2") on 2 cores)"
+    STAGE_STARTED=$SECONDS
+}
+SEED_COUNT=$(tr ',' '\n' <<< "$SEEDS" | wc -l)
+TASK_COUNT=$(tr ',' '\n' <<< "$TASKS" | wc -l)
+LABELS=$(( $(tr ',' '+' <<< "$SIZES") ))
+
+stage "1/5 held-out test sets, labeled training sets (sizes $SIZES, seeds $SEEDS), unlabeled pretraining text" \
+    $((SPLIT_S + SPLIT_SEED_S * SEED_COUNT))
 SPLIT=(--train_sizes "$SIZES" --seeds "$SEEDS" --overwrite true)
 python tools/split_labeled_text.py --input_format peoples_daily --input_file data/peoples_daily_199801.txt.xz \
     --output_dir "$OUT/ner_splits" --test_size 1000 "${SPLIT[@]}"
@@ -27,22 +44,23 @@ python tools/split_labeled_text.py --input_format label_text --input_file data/c
     --output_dir "$OUT/sentiment_splits" --test_size 2000 "${SPLIT[@]}"
 TEXT="$OUT/ner_splits/pretrain_text.txt,$OUT/sentiment_splits/pretrain_text.txt"  # no test example in it
 
-echo "== 2/5 WordPiece vocab of the unlabeled text (and the nezha-tiny preset sized to it)"
+stage "2/5 WordPiece vocab of the unlabeled text (and the nezha-tiny preset sized to it)" $VOCAB_S
 python tools/create_vocab.py --input_file "$TEXT" --output_dir "$OUT/vocab" --vocab_size 6000 --config nezha-tiny \
     --overwrite true
 
-echo "== 3/5 pretraining records: whole-word masking (jieba), sequences of 64"
+stage "3/5 pretraining records: whole-word masking (jieba), sequences of 64" $RECORDS_S
 python tools/create_pretraining_data.py --input_file "$TEXT" --output_dir "$OUT/records" --overwrite true \
     --vocab_file "$OUT/vocab/vocab.txt" --max_seq_length 64 --max_predictions_per_seq 10 --do_whole_word_mask true \
     --chinese_word_segmentation true --dupe_factor 2 --processes 2
 
-echo "== 4/5 pretraining tiny NEZHA for $STEPS steps on CPU (MLM + NSP)"
+stage "4/5 pretraining tiny NEZHA for $STEPS steps on CPU (MLM + NSP)" $((PRETRAIN_START_S + STEPS * PRETRAIN_STEP_MS / 1000))
 python run_pretrain.py --device_target CPU --config configs/pretrain_demo.yaml \
     --bert_network "$OUT/vocab/model.yaml" --data_dir "$OUT/records" --train_steps "$STEPS" \
     --enable_data_sink true --save_checkpoint_steps "$STEPS" --save_checkpoint_path "$OUT/pretrain" \
     --output_dir "$OUT/pretrain" | awk 'NR % 250 == 1 || /checkpoint/ {print; fflush()}'
 
-echo "== 5/5 finetuning from the pretrained checkpoint and from random weights, scored on held-out examples"
+stage "5/5 finetuning from the pretrained checkpoint and from random weights, scored on held-out examples" \
+    $((SEED_COUNT * TASK_COUNT * (FINETUNE_RUN_S * 2 * $(tr ',' '\n' <<< "$SIZES" | wc -l) + LABELS * FINETUNE_LABEL_MS / 1000)))
 for TASK in ${TASKS//,/ }; do
     case $TASK in
         ner) CONFIG=configs/finetune_tiny.yaml ;;               # CRF tagging, Lamb
@@ -57,7 +75,8 @@ done
 
 if [[ ",$TASKS," == *",ner,"* ]]; then
     MODEL="$OUT/ner/runs/pretrained_${SIZES##*,}_seed${SEEDS%%,*}/ckpt"
-    echo "== the finetuned tagger on raw text (python predict.py --load_finetune_checkpoint_path $MODEL)"
+    stage "the finetuned tagger on raw text (python predict.py --load_finetune_checkpoint_path $MODEL)" $PREDICT_S
     printf '%s\n' "江泽民主席在北京人民大会堂会见了美国总统克林顿。" "新华社香港电，香港特别行政区政府今天宣布了新的计划。" |
         python predict.py --load_finetune_checkpoint_path "$MODEL"
 fi
+echo "   (took $(clock $((SECONDS - STAGE_STARTED)))); all stages: $(clock $SECONDS)"

@@ -12,3 +12,5 @@ fi
 source "$ROOT/.venv/bin/activate"
 echo "installing $REQUIREMENTS into $ROOT/.venv"
 python -m pip install --quiet --disable-pip-version-check -r "$ROOT/$REQUIREMENTS"
+# The project itself, editable: src/, tools/ and the entry scripts import from any directory without sys.path edits.
+python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from src.disk_space import is_disk_full, disk_full_message
+from src.disk_space import disk_full_message, is_disk_full
 from src.preemption import Stopped, handling_signals
 
 DEBUG_FLAG = "--debug"

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped run configs and model presets
+PRESET_DIR = CONFIG_DIR / "model"
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 RELATIVE_POSITION_TYPES = ("functional", "learned")
@@ -77,7 +78,7 @@ class BertConfig:
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def replace(self, **changes: Any) -> "BertConfig":
+    def replace(self, **changes: Any) -> BertConfig:
         """A copy with some fields changed (e.g. dropout off for evaluation, a vocab size from vocab.txt)."""
         return dataclasses.replace(self, **changes)
 

@@ -1,9 +1,8 @@
-"""Test set-up: the repository root on sys.path, MindSpore in graph mode on CPU (what CI has), and the real
-corpora the repository ships turned into text, vocabularies and records once per session."""
+"""Test set-up: MindSpore in graph mode on CPU (what CI has), and the fixtures that turn the real corpora the
+repository ships into text, vocabularies, records and finetuned models once per session (helpers: tests/helpers.py)."""
 import json
 import os
 import random
-import sys
 from pathlib import Path
 
 # transformers imports TensorFlow whenever it is installed (requirements-dev.txt has it for Google's reference
@@ -15,9 +14,7 @@ os.environ["USE_TF"] = "0"
 import mindspore as ms
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
-sys.path.insert(0, str(ROOT))
+from tests.helpers import DATA, NER_SEQ, ROOT, build_squad_file, classify, convert, model_yaml, ner
 
 ms.set_context(mode=ms.GRAPH_MODE)
 ms.set_device("CPU")
@@ -34,14 +31,14 @@ def wiki_text_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wiki_vocab(wiki_text_dir, tmp_path_factory) -> Path:
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
     return train_vocab(sorted(wiki_text_dir.glob("*.txt")), tmp_path_factory.mktemp("wiki_vocab"), vocab_size=4000)
 
 
 @pytest.fixture(scope="session")
 def chinese_text_file(tmp_path_factory) -> Path:
     """The shipped People's Daily subset as plain Chinese documents."""
-    from src.corpus import peoples_daily_documents, write_documents
+    from src.data.corpus import peoples_daily_documents, write_documents
     path = tmp_path_factory.mktemp("zh_text") / "peoples_daily.txt"
     with open(DATA / "peoples_daily_199801_head2500.txt", encoding="utf-8") as lines:
         write_documents(peoples_daily_documents(lines), path)
@@ -50,7 +47,7 @@ def chinese_text_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def chinese_vocab(chinese_text_file, tmp_path_factory) -> Path:
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
     return train_vocab([chinese_text_file], tmp_path_factory.mktemp("zh_vocab"), vocab_size=3000)
 
 
@@ -74,22 +71,6 @@ def wiki_records(wiki_text_dir, wiki_vocab, tmp_path_factory) -> Path:
     return output
 
 
-# Finetuning on the shipped Chinese data: the records and the finetuned tiny models that several test files use.
-
-TINY = str(ROOT / "configs" / "finetune_tiny.yaml")
-
-
-def convert(*flags):
-    from tools import convert_task_data
-    convert_task_data.main(list(flags))
-
-
-def model_yaml(tmp_path, vocab_size, seq_length, **overrides):
-    from src.config import load_bert_config, save_bert_config
-    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length, **overrides),
-                            tmp_path / "model.yaml")
-
-
 @pytest.fixture(scope="session")
 def sentiment(tmp_path_factory):
     """The shipped Chinese reviews: 2,000 for training, 400 held out; a WordPiece vocab of the training text."""
@@ -98,32 +79,8 @@ def sentiment(tmp_path_factory):
     (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
     (directory / "dev.txt").write_text("\n".join(lines[2000:]) + "\n", encoding="utf-8")
     (directory / "text.txt").write_text("\n".join(line.split("\t")[1] for line in lines[:2000]), encoding="utf-8")
-    from src.tokenization import train_vocab
+    from src.data.tokenization import train_vocab
     return directory, train_vocab([directory / "text.txt"], directory, vocab_size=4000)
-
-
-def classify(tmp_path, num_class, method, epochs="4", seq_length=64):
-    import run_classifier
-    return run_classifier.main([
-        "--do_train", "true", "--do_eval", "true", "--epoch_num", epochs, "--num_class", str(num_class),
-        "--assessment_method", method, "--device_target", "CPU",
-        "--train_data_file_path", str(tmp_path / "train.tfrecord"), "--eval_data_file_path", str(tmp_path / "dev.tfrecord"),
-        "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
-        "--bert_network", str(model_yaml(tmp_path, 4000, seq_length)),
-        "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
-        "--output_dir", str(tmp_path)])
-
-
-def first_reviews_as_records(sentiment, tmp_path, count: int) -> Path:
-    """The first count training reviews as classification records of 32 tokens in tmp_path/train.tfrecord (labels
-    in tmp_path/labels.json)."""
-    directory, vocab = sentiment
-    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:count]
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
-            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
-            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
-    return tmp_path / "train.tfrecord"
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +89,12 @@ def sentiment_classifier(tmp_path_factory, sentiment):
     tmp_path = tmp_path_factory.mktemp("classifier")
     directory, vocab = sentiment
     for split in ("train", "dev"):
-        convert("--task", "classification", "--input_format", "label_text", "--input_file", str(directory / f"{split}.txt"),
+        convert("--task", "classification", "--input_format", "label_text",
+                "--input_file", str(directory / f"{split}.txt"),
                 "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
                 "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true",
                 "--max_seq_length", "64")
     return tmp_path, classify(tmp_path, 2, "accuracy", epochs="2")
-
-
-NER_SEQ = 64
 
 
 @pytest.fixture(scope="session")
@@ -147,8 +102,8 @@ def peoples_daily_ner(tmp_path_factory, chinese_vocab):
     """People's Daily lines 1-2000 for training, 2001-2500 held out, as NER records of 64 tokens (a line is cut
     after 62 characters; half the cost of 128); and the held-out part in CLUENER json, to check the submission
     output."""
-    from src.finetune_data import peoples_daily_bio
-    from src.metrics import entity_spans
+    from src.tasks.metrics import entity_spans
+    from src.tasks.task_files import peoples_daily_bio
     directory = tmp_path_factory.mktemp("ner")
     lines = (DATA / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()
     (directory / "train.txt").write_text("\n".join(lines[:2000]) + "\n", encoding="utf-8")
@@ -171,25 +126,17 @@ def peoples_daily_ner(tmp_path_factory, chinese_vocab):
     return directory, model_yaml(directory, sum(1 for _ in open(chinese_vocab, encoding="utf-8")), NER_SEQ)
 
 
-def ner(directory, model, *flags):
-    import run_ner
-    return run_ner.main(["--device_target", "CPU", "--label2id_file_path", str(directory / "labels.json"),
-                         "--train_data_file_path", str(directory / "train.tfrecord"),
-                         "--eval_data_file_path", str(directory / "dev.tfrecord"), "--config", TINY,
-                         "--bert_network", str(model), *flags])
-
-
 @pytest.fixture(scope="session")
 def crf_tagger(tmp_path_factory, peoples_daily_ner):
     """One 3-epoch CRF run that keeps its checkpoint of every epoch, evaluated on the held-out sentences; and the
     CLUENER submission of its last checkpoint for the same sentences in CLUENER json (run_ner.py's
     clue_benchmark). Returns the checkpoint directory, the scores, and the submission's directory and scores."""
-    import src.finetune
+    import src.train.finetune
     directory, model = peoples_daily_ner
     tmp_path = tmp_path_factory.mktemp("crf")
-    policy = src.finetune.CheckpointPolicy
+    policy = src.train.finetune.CheckpointPolicy
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
+        monkeypatch.setattr(src.train.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
         scores = ner(directory, model, "--do_train", "true", "--do_eval", "true", "--use_crf", "true",
                      "--epoch_num", "3", "--save_finetune_checkpoint_path", str(tmp_path / "e3"),
                      "--output_dir", str(tmp_path / "e3"))
@@ -198,36 +145,6 @@ def crf_tagger(tmp_path_factory, peoples_daily_ner):
                str(tmp_path / "e3"), "--assessment_method", "clue_benchmark", "--eval_json_path",
                str(directory / "dev.json"), "--output_dir", str(tmp_path / "clue"))
     return tmp_path / "e3", scores, tmp_path / "clue", clue
-
-
-def build_squad_file(wiki_text_dir, path, questions, max_words, seed=0):
-    """Questions on real paragraphs: the answer is a run of 1-3 words of the paragraph (punctuation and case
-    as written); the question quotes the words around it."""
-    import re
-
-    from src.corpus import read_documents
-    rng = random.Random(seed)
-    paragraphs = []
-    for text_file in sorted(wiki_text_dir.glob("*.txt")):
-        for document in read_documents(text_file):
-            context = " ".join(" ".join(document).split()[:max_words])
-            if len(context.split()) >= 40:
-                paragraphs.append(context)
-    data, count = [], 0
-    for index, context in enumerate(paragraphs[:questions]):
-        words = list(re.finditer(r"\S+", context))
-        first = rng.randrange(3, len(words) - 6)
-        last = first + rng.randrange(0, 3)
-        answer = context[words[first].start():words[last].end()]
-        before = " ".join(w.group() for w in words[first - 3:first])
-        after = " ".join(w.group() for w in words[last + 1:last + 4])
-        question = f"What comes between '{before}' and '{after}'?"
-        data.append({"title": f"p{index}", "paragraphs": [{"context": context, "qas": [
-            {"id": f"q{index}", "question": question, "answers": [{"text": answer,
-                                                                    "answer_start": words[first].start()}]}]}]})
-        count += 1
-    path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
-    return count
 
 
 @pytest.fixture(scope="session")
@@ -256,22 +173,6 @@ def squad_model(tmp_path_factory, wiki_text_dir, wiki_vocab):
                              "--max_query_length", "32", "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
                              "--output_dir", str(tmp_path)])
     return tmp_path, scores
-
-
-
-def write_run_config(directory: Path, vocab_size: int = 4000, seq_length: int = 64, **run_settings) -> Path:
-    """A tiny model YAML without dropout (fp32) and a run config pointing at it; returns the run config path."""
-    import yaml
-    from src.config import load_bert_config, save_bert_config
-    model = save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length,
-                                              hidden_dropout_prob=0.0,
-                                              attention_probs_dropout_prob=0.0), directory / "model.yaml")
-    with open(ROOT / "configs" / "pretrain_tiny.yaml", encoding="utf-8") as handle:
-        values = yaml.safe_load(handle)
-    values.update(bert_network=str(model), **{"batch_size": 8, **run_settings})
-    path = directory / "run.yaml"
-    path.write_text(yaml.safe_dump(values), encoding="utf-8")
-    return path
 
 
 # The slowest files, started first: with pytest-xdist's --dist loadfile a file runs whole on one worker, and the

@@ -1,16 +1,26 @@
-"""Shared test helpers: small HuggingFace reference models and their conversion through tools/convert_checkpoint.py."""
+"""Shared test helpers: the repository's paths, small HuggingFace reference models and their conversion through
+tools/convert_checkpoint.py, and the finetuning and pretraining runs the fixtures and tests make on shipped data."""
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mindspore as ms
 import numpy as np
-import torch
 
-from src.bert_for_pre_training import BertForPreTraining
-from src.checkpoint import load_checkpoint_into
 from src.config import load_bert_config
+from src.files.checkpoint import load_checkpoint_into
+from src.model.pretraining import BertForPreTraining
 from tools import convert_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+TINY = str(ROOT / "configs" / "finetune_tiny.yaml")  # the tiny finetuning run config
 
 SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
              max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
@@ -19,6 +29,7 @@ SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_h
 
 def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random values in every parameter (HF initialises LayerNorm to 1/0 and biases to 0, which would hide bugs)."""
+    import torch
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -61,6 +72,7 @@ def ms_outputs(network: BertForPreTraining, b: dict) -> dict[str, np.ndarray]:
 
 
 def torch_inputs(b: dict) -> dict[str, torch.Tensor]:
+    import torch
     return dict(input_ids=torch.tensor(b["input_ids"], dtype=torch.long),
                 attention_mask=torch.tensor(b["input_mask"], dtype=torch.long),
                 token_type_ids=torch.tensor(b["token_type_ids"], dtype=torch.long))
@@ -68,6 +80,7 @@ def torch_inputs(b: dict) -> dict[str, torch.Tensor]:
 
 def hf_mlm_labels(b: dict) -> torch.Tensor:
     """HF labels: the masked_lm_ids at masked_lm_positions, -100 (ignored) elsewhere."""
+    import torch
     labels = np.full(b["input_ids"].shape, -100, np.int64)
     for row, (positions, ids) in enumerate(zip(b["masked_lm_positions"], b["masked_lm_ids"])):
         labels[row, positions] = ids
@@ -77,3 +90,99 @@ def hf_mlm_labels(b: dict) -> torch.Tensor:
 def gather_hf_mlm(prediction_logits: torch.Tensor, b: dict) -> np.ndarray:
     rows = np.repeat(np.arange(len(b["masked_lm_positions"])), b["masked_lm_positions"].shape[1])
     return prediction_logits.detach().numpy()[rows, b["masked_lm_positions"].reshape(-1)]
+
+
+# Finetuning and pretraining runs on the shipped data, as the fixtures in conftest.py and several test files make them.
+
+def convert(*flags):
+    from tools import convert_task_data
+    convert_task_data.main(list(flags))
+
+
+def model_yaml(tmp_path, vocab_size, seq_length, **overrides):
+    from src.config import load_bert_config, save_bert_config
+    return save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length, **overrides),
+                            tmp_path / "model.yaml")
+
+
+def classify(tmp_path, num_class, method, epochs="4", seq_length=64):
+    import run_classifier
+    return run_classifier.main([
+        "--do_train", "true", "--do_eval", "true", "--epoch_num", epochs, "--num_class", str(num_class),
+        "--assessment_method", method, "--device_target", "CPU",
+        "--train_data_file_path", str(tmp_path / "train.tfrecord"),
+        "--eval_data_file_path", str(tmp_path / "dev.tfrecord"),
+        "--schema_file_path", str(tmp_path / "train.tfrecord.schema.json"), "--config", TINY,
+        "--bert_network", str(model_yaml(tmp_path, 4000, seq_length)),
+        "--save_finetune_checkpoint_path", str(tmp_path / "ckpt"),
+        "--output_dir", str(tmp_path)])
+
+
+def first_reviews_as_records(sentiment, tmp_path, count: int) -> Path:
+    """The first count training reviews as classification records of 32 tokens in tmp_path/train.tfrecord (labels
+    in tmp_path/labels.json)."""
+    directory, vocab = sentiment
+    lines = (directory / "train.txt").read_text(encoding="utf-8").splitlines()[:count]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / "train.txt"),
+            "--output_file", str(tmp_path / "train.tfrecord"), "--vocab_file", str(vocab),
+            "--label2id_file", str(tmp_path / "labels.json"), "--create_label2id", "true", "--max_seq_length", "32")
+    return tmp_path / "train.tfrecord"
+
+
+NER_SEQ = 64
+
+
+def ner(directory, model, *flags):
+    import run_ner
+    return run_ner.main(["--device_target", "CPU", "--label2id_file_path", str(directory / "labels.json"),
+                         "--train_data_file_path", str(directory / "train.tfrecord"),
+                         "--eval_data_file_path", str(directory / "dev.tfrecord"), "--config", TINY,
+                         "--bert_network", str(model), *flags])
+
+
+def build_squad_file(wiki_text_dir, path, questions, max_words, seed=0):
+    """Questions on real paragraphs: the answer is a run of 1-3 words of the paragraph (punctuation and case
+    as written); the question quotes the words around it."""
+    import re
+
+    from src.data.corpus import read_documents
+    rng = random.Random(seed)
+    paragraphs = []
+    for text_file in sorted(wiki_text_dir.glob("*.txt")):
+        for document in read_documents(text_file):
+            context = " ".join(" ".join(document).split()[:max_words])
+            if len(context.split()) >= 40:
+                paragraphs.append(context)
+    data, count = [], 0
+    for index, context in enumerate(paragraphs[:questions]):
+        words = list(re.finditer(r"\S+", context))
+        first = rng.randrange(3, len(words) - 6)
+        last = first + rng.randrange(0, 3)
+        answer = context[words[first].start():words[last].end()]
+        before = " ".join(w.group() for w in words[first - 3:first])
+        after = " ".join(w.group() for w in words[last + 1:last + 4])
+        question = f"What comes between '{before}' and '{after}'?"
+        data.append({"title": f"p{index}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{index}", "question": question, "answers": [{"text": answer,
+                                                                    "answer_start": words[first].start()}]}]}]})
+        count += 1
+    path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+    return count
+
+
+def write_run_config(directory: Path, vocab_size: int = 4000, seq_length: int = 64, **run_settings) -> Path:
+    """A tiny model YAML without dropout (fp32) and a run config pointing at it; returns the run config path."""
+    import yaml
+
+    from src.config import load_bert_config, save_bert_config
+    model = save_bert_config(load_bert_config("tiny", vocab_size=vocab_size, seq_length=seq_length,
+                                              hidden_dropout_prob=0.0,
+                                              attention_probs_dropout_prob=0.0), directory / "model.yaml")
+    with open(ROOT / "configs" / "pretrain_tiny.yaml", encoding="utf-8") as handle:
+        values = yaml.safe_load(handle)
+    values.update(bert_network=str(model), **{"batch_size": 8, **run_settings})
+    path = directory / "run.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+

@@ -20,7 +20,9 @@ from typing import Callable
 import pytest
 import yaml
 
-from tests.conftest import ROOT, write_run_config
+from tests.helpers import ROOT, write_run_config
+
+pytestmark = pytest.mark.slow
 
 PYTHON = sys.executable
 
@@ -47,7 +49,7 @@ def corrupt_copy(source: Path, target: Path, how: str) -> Path:
 
 def records_with(rows_edit, source_row: dict, path: Path, rows: int = 20) -> Path:
     """A TFRecord of copies of a real pretraining row, edited by rows_edit(index, row)."""
-    from src.records import write_tfrecord
+    from src.data.records import write_tfrecord
     path.mkdir(parents=True)
     write_tfrecord((rows_edit(i, {k: v.copy() for k, v in source_row.items()}) for i in range(rows)),
                    path / "edited.tfrecord")
@@ -56,7 +58,7 @@ def records_with(rows_edit, source_row: dict, path: Path, rows: int = 20) -> Pat
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory, wiki_records, wiki_vocab) -> dict:
-    from src.records import read_first_tfrecord
+    from src.data.records import read_first_tfrecord
     base = tmp_path_factory.mktemp("kit")
     kit = {"base": base, "records": wiki_records, "vocab": wiki_vocab, "config": write_run_config(base)}
     kit["model"] = base / "model.yaml"

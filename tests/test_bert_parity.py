@@ -5,9 +5,20 @@ import pytest
 import torch
 import transformers
 
-from src.bert_for_pre_training import BertNetworkWithLoss
-from src.checkpoint import load_into
-from tests.helpers import SMALL, convert_hf, gather_hf_mlm, hf_mlm_labels, make_batch, ms_outputs, perturb_, torch_inputs
+from src.files.checkpoint import load_into
+from src.model.pretraining import BertNetworkWithLoss
+from tests.helpers import (
+    SMALL,
+    convert_hf,
+    gather_hf_mlm,
+    hf_mlm_labels,
+    make_batch,
+    ms_outputs,
+    perturb_,
+    torch_inputs,
+)
+
+pytestmark = pytest.mark.reference
 
 ATOL = 1e-4
 LENGTHS = {"no_padding": [16, 16, 16], "padding": [16, 11, 5]}
@@ -95,10 +106,11 @@ def test_pretraining_gradients_match_huggingface(models):
 
 @pytest.mark.parametrize("width", [16, 768])
 def test_host_layer_norm_gradient_equals_torch(width):
-    """On CPU the LayerNorm gradient is a numpy kernel (src/layer_norm.py): x, weight and bias gradients against
-    torch autograd's, at a small width and BERT-base's, with a weight and bias that are not 1 and 0."""
+    """On CPU the LayerNorm gradient is a numpy kernel (src/model/kernels/layer_norm.py): x, weight and bias gradients
+    against torch autograd's, at a small width and BERT-base's, with a weight and bias that are not 1 and 0."""
     from mindspore import Tensor, ops
-    from src.layer_norm import LayerNorm
+
+    from src.model.kernels.layer_norm import LayerNorm
     rng = np.random.default_rng(width)
     x = (rng.normal(size=(3, 5, width)) * 4 + 2).astype(np.float32)
     dy = rng.normal(size=x.shape).astype(np.float32)

@@ -3,11 +3,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src import checkpoint
-from src.bert_for_pre_training import BertForPreTraining
-from src.bert_model import BertModel
-from src.checkpoint import load_checkpoint_into, read_checkpoint, write_checkpoint
 from src.config import known_presets, load_bert_config
+from src.files import checkpoint
+from src.files.checkpoint import load_checkpoint_into, read_checkpoint, write_checkpoint
+from src.model.bert import BertModel
+from src.model.pretraining import BertForPreTraining
 from tests.helpers import make_batch
 
 SMALL_TINY = dict(vocab_size=40, hidden_size=32, num_attention_heads=4, intermediate_size=48)

@@ -7,12 +7,14 @@ import pytest
 import torch
 import transformers
 
-from src.bert_for_pre_training import BertForPreTraining
-from src.checkpoint import read_checkpoint, write_checkpoint
 from src.config import load_bert_config, save_bert_config
-from src.convert import ms_to_tf, ms_to_zoo, tf_to_ms, zoo_to_ms
+from src.files.checkpoint import read_checkpoint, write_checkpoint
+from src.model.conversion import ms_to_tf, ms_to_zoo, tf_to_ms, zoo_to_ms
+from src.model.pretraining import BertForPreTraining
 from tests.helpers import SMALL, convert_hf, make_batch, ms_outputs, perturb_, torch_inputs
 from tools import convert_checkpoint
+
+pytestmark = pytest.mark.reference
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,8 @@ def test_model_zoo_older_names_and_learned_relative_table():
                               num_attention_heads=2, intermediate_size=40)
     ours = params_of(BertForPreTraining(config))
     zoo = ms_to_zoo(ours)
-    table = "bert.bert.bert_encoder.layers.0.attention.attention._generate_relative_positions_embeddings.embeddings_table"
+    table = ("bert.bert.bert_encoder.layers.0.attention.attention._generate_relative_positions_embeddings."
+             "embeddings_table")
     assert zoo[table].shape == (33, 16)
     older = dict(zoo)
     older["bert.bert.bert_embedding_postprocessor.embedding_table"] = older.pop(
@@ -154,7 +157,8 @@ def test_pytorch_bin_of_a_bare_bert_model_converts_with_fresh_heads(hf_and_ours,
     assert (tmp_path / "bare" / "pytorch_model.bin").is_file()
     missing = r"^convert_checkpoint.py: .*parameter 'cls.predictions.bias' \(99,\) is missing from the checkpoint"
     with pytest.raises(SystemExit, match=missing):
-        convert_checkpoint.main(["--from", "hf", "--input", str(tmp_path / "bare"), "--output", str(tmp_path / "x.ckpt")])
+        convert_checkpoint.main(["--from", "hf", "--input", str(tmp_path / "bare"), "--output",
+                                 str(tmp_path / "x.ckpt")])
     convert_checkpoint.main(["--from", "hf", "--input", str(tmp_path / "bare"), "--output", str(tmp_path / "x.ckpt"),
                              "--allow_missing_heads"])
     converted = read_checkpoint(tmp_path / "x.ckpt")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.crf import CRF, backtrack
+from src.model.crf import CRF, backtrack
 
 
 def brute_force(crf, emissions, tags, length):

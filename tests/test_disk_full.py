@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 import run_pretrain
-from src import checkpoint as checkpoint_module
-from src.checkpoint import read_checkpoint, write_checkpoint
 from src.disk_space import DiskFull
-from src.run_dir import checkpoints_in
-from tests.conftest import ROOT, write_run_config
+from src.files import checkpoint as checkpoint_module
+from src.files.checkpoint import read_checkpoint, write_checkpoint
+from src.files.run_files import checkpoints_in
+from tests.helpers import ROOT, write_run_config
 from tests.test_run_ownership import pretrain_flags
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -96,7 +98,8 @@ def test_data_preparation_on_a_full_disk_leaves_no_staging_and_no_output(tmp_pat
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(rf"create_pretraining_data\.py: no space left on device writing {disk}/\S+ \([\d.]+ MB free\): "
-                        rf"free space there or write to another place; nothing was written to {disk}/records", line), line
+                        rf"free space there or write to another place; "
+                        rf"nothing was written to {disk}/records", line), line
     assert list(disk.iterdir()) == []
 
 
@@ -126,7 +129,8 @@ def test_an_injected_enospc_mid_checkpoint_removes_the_partial_file_and_names_th
     monkeypatch.setattr(checkpoint_module.ms, "save_checkpoint", save_half)
     with pytest.raises(DiskFull) as error:
         write_checkpoint(params, tmp_path / "run-1_2.ckpt")
-    assert re.fullmatch(rf"no space left on device writing {tmp_path}/run-1_2\.ckpt \(needs 0\.0 MB, [\d,.]+ MB free\): "
+    assert re.fullmatch(rf"no space left on device writing {tmp_path}/run-1_2\.ckpt "
+                        rf"\(needs 0\.0 MB, [\d,.]+ MB free\): "
                         rf"free space there or write to another place", str(error.value)), str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1_1.ckpt"]
     np.testing.assert_array_equal(read_checkpoint(good)["w"], params["w"])

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from src.bert_for_pre_training import BertNetworkWithLoss
-from src.dropout import StepSeededDropout, lowbias32, seed_dropout
-from src.checkpoint import load_into, read_checkpoint, write_checkpoint
 from src.config import BertConfig, LossScaleSettings, OptimizerSettings
-from src.finetune_models import BertClassifierWithLoss
-from src.optim import create_optimizer
-from src.train_step import TrainOneStepCell
+from src.files.checkpoint import load_into, read_checkpoint, write_checkpoint
+from src.model.kernels.dropout import StepSeededDropout, lowbias32, seed_dropout
+from src.model.pretraining import BertNetworkWithLoss
+from src.model.task_heads import BertClassifierWithLoss
+from src.train.optim import create_optimizer
+from src.train.train_step import TrainOneStepCell
 from tests.helpers import SMALL, make_batch
 
 RECORD_ORDER = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
@@ -79,7 +79,8 @@ def test_masks_equal_the_numpy_reference_and_scale_kept_values(on_host):
     """Both kernels (MindSpore ops for GPU and Ascend, numpy on CPU) draw the documented bits."""
     seed, steps = 1234, [0, 7, 2 ** 31 - 1]
     seed_key = lowbias32(lowbias32(seed) ^ 0)
-    for step, outputs in zip(steps, dropped(0.1, seed, steps, shape=(3, 5, 7), on_host=on_host)):  # odd: the last word half used
+    for step, outputs in zip(steps, dropped(0.1, seed, steps, shape=(3, 5, 7),  # odd: the last word half used
+                                            on_host=on_host)):
         for site, output in enumerate(outputs):
             expected = numpy_keep_mask(seed_key, lowbias32(site + 0x9E3779B9), step, output.shape, 0.9)
             np.testing.assert_array_equal(output != 0, expected)
@@ -125,7 +126,9 @@ def batches(count: int) -> list[list[Tensor]]:
             for b in (make_batch(seed, 4, 16, 99, [16, 12, 9, 16], 3) for seed in range(count))]
 
 
-def pretraining_cell(accumulation_steps: int, config: BertConfig = BertConfig(seq_length=16, **WITH_DROPOUT)):
+def pretraining_cell(accumulation_steps: int, config: BertConfig | None = None):
+    if config is None:
+        config = BertConfig(seq_length=16, **WITH_DROPOUT)
     ms.set_seed(0)  # the same initial weights for every run
     network = BertNetworkWithLoss(config)
     optimizer = create_optimizer("Lamb", OptimizerSettings(learning_rate=1e-3, warmup_steps=0),
@@ -136,6 +139,7 @@ def pretraining_cell(accumulation_steps: int, config: BertConfig = BertConfig(se
     return cell, network
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accumulation_steps", [1, 2])
 def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, accumulation_steps):
     data, kill_after = batches(6), 3

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 import run_classifier
-from src.finetune_data import peoples_daily_bio
-from tests.conftest import DATA, TINY, classify, convert, first_reviews_as_records, model_yaml, ner
+from src.tasks.task_files import peoples_daily_bio
+from tests.helpers import DATA, TINY, classify, convert, first_reviews_as_records, model_yaml, ner
+
+pytestmark = pytest.mark.slow
+
 
 def test_sentiment_classification_beats_the_majority_class(sentiment_classifier):
     tmp_path, result = sentiment_classifier
@@ -20,9 +23,11 @@ def test_regression_head_ranks_held_out_reviews(tmp_path, sentiment):
     """num_class 1: the label is a number (here 1.0 positive, 0.0 negative), mean squared error, Spearman."""
     directory, vocab = sentiment
     for split in ("train", "dev"):
-        scored = (directory / f"{split}.txt").read_text(encoding="utf-8").replace("pos\t", "1.0\t").replace("neg\t", "0.0\t")
+        scored = ((directory / f"{split}.txt").read_text(encoding="utf-8")
+                  .replace("pos\t", "1.0\t").replace("neg\t", "0.0\t"))
         (tmp_path / f"{split}.txt").write_text(scored, encoding="utf-8")
-        convert("--task", "classification", "--input_format", "label_text", "--input_file", str(tmp_path / f"{split}.txt"),
+        convert("--task", "classification", "--input_format", "label_text",
+                "--input_file", str(tmp_path / f"{split}.txt"),
                 "--output_file", str(tmp_path / f"{split}.tfrecord"), "--vocab_file", str(vocab),
                 "--regression", "true", "--max_seq_length", "32")
     result = classify(tmp_path, 1, "spearman_correlation", epochs="2", seq_length=32)
@@ -90,7 +95,8 @@ def test_malformed_json_line_and_empty_file(tmp_path, chinese_vocab):
                                        encoding="utf-8")
     (tmp_path / "empty.json").write_text("")
     args = ["--task", "classification", "--input_format", "clue_json", "--output_file", str(tmp_path / "x.tfrecord"),
-            "--vocab_file", str(chinese_vocab), "--label2id_file", str(tmp_path / "l.json"), "--create_label2id", "true"]
+            "--vocab_file", str(chinese_vocab), "--label2id_file", str(tmp_path / "l.json"),
+            "--create_label2id", "true"]
     expect_exit(f"{tmp_path / 'bad.json'}:2 is not valid JSON",
                 lambda: convert("--input_file", str(tmp_path / "bad.json"), *args))
     expect_exit(f"data file {tmp_path / 'empty.json'} holds no examples",
@@ -98,7 +104,8 @@ def test_malformed_json_line_and_empty_file(tmp_path, chinese_vocab):
 
 
 def test_cluener_span_that_does_not_match_its_text(tmp_path, chinese_vocab):
-    (tmp_path / "ner.json").write_text(json.dumps({"text": "浙江商银理财", "label": {"company": {"浙商银行": [[0, 3]]}}},
+    (tmp_path / "ner.json").write_text(json.dumps({"text": "浙江商银理财",
+                                                   "label": {"company": {"浙商银行": [[0, 3]]}}},
                                                   ensure_ascii=False) + "\n", encoding="utf-8")
     expect_exit("span [0, 3] is '浙江商银' but the label says '浙商银行'; fix the offsets",
                 lambda: convert("--task", "ner", "--input_format", "cluener_json", "--input_file",
@@ -131,6 +138,7 @@ def test_classifier_num_class_smaller_than_the_labels(tmp_path, chinese_vocab):
 
 def test_msra_style_preprocessing_filters_classes_and_splits(tmp_path, chinese_vocab):
     import mindspore.dataset as ds
+
     from tools import finetune_data_preprocess
     lines = (DATA / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()[:100]
     with open(tmp_path / "msra.txt", "w", encoding="utf-8") as handle:  # BIO, as MSRA NER is distributed
@@ -165,14 +173,14 @@ def test_msra_style_preprocessing_filters_classes_and_splits(tmp_path, chinese_v
      [("A plane is taking off.", "An air plane is taking off.", "5.000")]),
 ])
 def test_glue_tsv_formats(tmp_path, name, content, expected):
-    from src.finetune_data import read_classification
+    from src.tasks.task_files import read_classification
     (tmp_path / name).write_text(content, encoding="utf-8")
     examples = read_classification(tmp_path / name, "glue_tsv")
     assert [(e.text_a, e.text_b, e.label) for e in examples] == expected
 
 
 def test_clue_json_single_sentences_and_pairs(tmp_path):
-    from src.finetune_data import read_classification
+    from src.tasks.task_files import read_classification
     (tmp_path / "tnews.json").write_text('{"label": "102", "label_desc": "news_entertainment", "sentence": '
                                          '"江疏影甜甜圈自拍", "keywords": ""}\n', encoding="utf-8")
     (tmp_path / "afqmc.json").write_text('{"sentence1": "花呗如何还款", "sentence2": "花呗怎么还款", "label": "1"}\n',
@@ -190,13 +198,14 @@ def test_finetuning_starts_from_the_weights_run_pretrain_wrote(tmp_path, chinese
     import yaml
 
     import run_pretrain
-    from src.checkpoint import read_checkpoint
-    from tests.conftest import write_run_config
+    from src.files.checkpoint import read_checkpoint
+    from tests.helpers import write_run_config
     from tools import create_pretraining_data
     # The first 60 of the 621 documents: the run trains 3 steps of 8, and run_pretrain.py reads every record first.
     documents = chinese_text_file.read_text(encoding="utf-8").split("\n\n")
     (tmp_path / "zh_head.txt").write_text("\n\n".join(documents[:60]) + "\n", encoding="utf-8")
-    create_pretraining_data.main(["--input_file", str(tmp_path / "zh_head.txt"), "--output_dir", str(tmp_path / "records"),
+    create_pretraining_data.main(["--input_file", str(tmp_path / "zh_head.txt"),
+                                  "--output_dir", str(tmp_path / "records"),
                                   "--vocab_file", str(chinese_vocab), "--max_seq_length", "64",
                                   "--max_predictions_per_seq", "10", "--dupe_factor", "1", "--processes", "1"])
     vocab_size = sum(1 for _ in open(chinese_vocab, encoding="utf-8"))
@@ -237,11 +246,11 @@ def test_an_interrupted_finetuning_run_continues_to_the_weights_of_an_uninterrup
     optimizer moments, step and learning-rate position, and the data order (no dropout, so bit for bit)."""
     import shutil
 
-    import src.finetune
-    from src.checkpoint import read_checkpoint
+    import src.train.finetune
+    from src.files.checkpoint import read_checkpoint
     first_reviews_as_records(sentiment, tmp_path, 256)
-    policy = src.finetune.CheckpointPolicy
-    monkeypatch.setattr(src.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
+    policy = src.train.finetune.CheckpointPolicy
+    monkeypatch.setattr(src.train.finetune, "CheckpointPolicy", lambda *a, **k: policy(*a, **{**k, "keep": 5}))
     model = model_yaml(tmp_path, 4000, 32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
     def finetune_run(checkpoints, *flags):

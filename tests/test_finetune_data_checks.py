@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from src.finetune_data import load_label2id, read_classification, read_ner
-from src.tokenization import SPECIAL_TOKENS, train_vocab
-from tests.conftest import DATA, ROOT
+from src.data.tokenization import SPECIAL_TOKENS, train_vocab
+from src.tasks.task_files import load_label2id, read_classification, read_ner
+from tests.helpers import DATA, ROOT
 from tools import convert_task_data
 
 GB18030_LINE = "neg\t一般般\n".encode("gb18030")
@@ -163,10 +163,10 @@ def test_label2id_text_list_blank_line_inside(tmp_path):
 
 def test_task_file_not_utf8(tmp_path):
     path = tmp_path / "train.tsv"
-    path.write_bytes("pos\t很好\n".encode("utf-8") + GB18030_LINE)
+    path.write_bytes("pos\t很好\n".encode() + GB18030_LINE)
     with pytest.raises(ValueError) as error:
         read_classification(path, "label_text")
-    offset = len("pos\t很好\n".encode("utf-8")) + GB18030_BAD_OFFSET
+    offset = len("pos\t很好\n".encode()) + GB18030_BAD_OFFSET
     assert one_line_naming(error, f"{path}:2") == (
         f"{path}:2 is not UTF-8 text (byte 0x{GB18030_BAD_BYTE:02x} at offset {offset}): convert it with "
         f"iconv -f GB18030 -t UTF-8 (or from its real encoding)")
@@ -232,7 +232,7 @@ def test_vocab_input_empty_or_missing(tmp_path):
     one_line_naming(error, tmp_path / "nope.txt")
 
 
-TRAIN_VOCAB = "import sys; from src.tokenization import train_vocab; train_vocab([sys.argv[1]], sys.argv[2], 2600)"
+TRAIN_VOCAB = "import sys; from src.data.tokenization import train_vocab; train_vocab([sys.argv[1]], sys.argv[2], 2600)"
 
 
 def test_vocab_is_byte_identical_across_processes(tmp_path):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from src.bert_for_pre_training import BertForPreTraining
-from src.checkpoint import load_checkpoint_into, read_checkpoint
 from src.config import load_bert_config
+from src.files.checkpoint import load_checkpoint_into, read_checkpoint
+from src.model.pretraining import BertForPreTraining
 from tests import google_bert
-from tests.conftest import ROOT
-from tests.helpers import ms_outputs
+from tests.helpers import ROOT, ms_outputs
 from tools import convert_checkpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.reference]
 
 
 def convert(*flags):

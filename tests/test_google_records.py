@@ -20,12 +20,14 @@ import pytest
 
 import pretrain_eval
 import run_pretrain
-from src.corpus import read_documents
-from src.records import iter_tfrecord
-from src.tokenization import FullTokenizer, load_vocab
+from src.data.corpus import read_documents
+from src.data.records import iter_tfrecord
+from src.data.tokenization import FullTokenizer, load_vocab
 from tests import google_bert
-from tests.conftest import write_run_config
+from tests.helpers import write_run_config
 from tools import create_pretraining_data
+
+pytestmark = [pytest.mark.slow, pytest.mark.reference]
 
 SETTINGS = {"max_seq_length": "128", "max_predictions_per_seq": "20", "masked_lm_prob": "0.15",
             "short_seq_prob": "0.1", "dupe_factor": "2", "random_seed": "12345"}
@@ -34,7 +36,8 @@ SETTINGS = {"max_seq_length": "128", "max_predictions_per_seq": "20", "masked_lm
 @pytest.fixture(scope="module")
 def google_records(wiki_text_dir, wiki_vocab, tmp_path_factory):
     output = tmp_path_factory.mktemp("google_records")
-    google_bert.run("create_pretraining_data", f"--input_file={','.join(map(str, sorted(wiki_text_dir.glob('*.txt'))))}",
+    google_bert.run("create_pretraining_data",
+                    f"--input_file={','.join(map(str, sorted(wiki_text_dir.glob('*.txt'))))}",
                     f"--output_file={output / 'google.tfrecord'}", f"--vocab_file={wiki_vocab}", "--do_lower_case=True",
                     *(f"--{name}={value}" for name, value in SETTINGS.items()))
     return output
@@ -90,7 +93,8 @@ class Statistics:
     random_next: np.ndarray      # next_sentence_labels (1: B is a random segment)
     article: np.ndarray          # the article segment A comes from (the sampling cluster)
     masked_in_b: np.ndarray      # predictions in segment B
-    split_words: int             # words masked in part only (a "##" piece masked and the piece before not, or the reverse)
+    split_words: int             # words masked in part only (a "##" piece masked and the piece before not, or
+                                 # the reverse)
 
 
 def statistics(directory, vocab, article_of) -> Statistics:

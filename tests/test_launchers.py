@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_run_config
+from tests.helpers import ROOT, write_run_config
 
 SCRIPTS = ROOT / "scripts"
 
@@ -30,7 +30,8 @@ def refused(result: subprocess.CompletedProcess, message: str) -> None:
 
 
 @pytest.mark.parametrize("script, args, message", [
-    ("run_distributed_pretrain_for_gpu.sh", ["0", "1", "{records}"], "RANK_SIZE '0' is not a whole number of at least 1"),
+    ("run_distributed_pretrain_for_gpu.sh", ["0", "1", "{records}"],
+     "RANK_SIZE '0' is not a whole number of at least 1"),
     ("run_distributed_pretrain_for_gpu.sh", ["2", "one", "{records}"], "EPOCH_SIZE 'one' is not a whole number"),
     ("run_standalone_pretrain_for_gpu.sh", ["gpu0", "1", "{records}"], "DEVICE_ID 'gpu0' is not a device number"),
     ("run_standalone_pretrain_cpu.sh", ["1", "{tmp}/missing"], "DATA_DIR {tmp}/missing does not exist"),
@@ -50,8 +51,8 @@ def test_the_entry_scripts_own_checks_run_before_the_background(tmp_path, wiki_r
                     cwd=tmp_path / "elsewhere")
     refused(result, "run_pretrain.py: config configs/missing.yaml does not exist")
     assert not (tmp_path / "elsewhere" / "pretraining_log.txt").exists()
-    result = launch("run_standalone_pretrain_cpu.sh", "1", str(wiki_records), "--output_dir", str(wiki_records / "logs"),
-                    cwd=tmp_path / "elsewhere")
+    result = launch("run_standalone_pretrain_cpu.sh", "1", str(wiki_records), "--output_dir",
+                    str(wiki_records / "logs"), cwd=tmp_path / "elsewhere")
     refused(result, f"--output_dir {wiki_records / 'logs'} is inside --data_dir {wiki_records}")
     result = launch("run_classifier.sh", cwd=tmp_path / "elsewhere")  # its settings block left empty
     refused(result, "run_classifier.py: --eval_data_file_path is required with --do_eval true")
@@ -64,11 +65,13 @@ def test_a_python_without_mindspore_is_refused(tmp_path, wiki_records):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     env = {"PATH": f"{tmp_path / 'bare' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(project / "scripts" / "run_standalone_pretrain_cpu.sh"), "1",
-                             str(wiki_records)], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **env})
+                             str(wiki_records)], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, **env})
     refused(result, f"{tmp_path / 'bare' / 'bin' / 'python3'} cannot import mindspore: run 'bash "
                     f"{project / 'scripts' / 'setup_env.sh'}'")
 
 
+@pytest.mark.slow
 def test_paths_with_spaces_and_non_ascii_characters_go_through(tmp_path, wiki_records):
     place = tmp_path / "语料 and spaces"
     shutil.copytree(wiki_records, place / "records 2")

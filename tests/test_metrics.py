@@ -1,7 +1,7 @@
 """Metrics against their official definitions, on fixed inputs checked by hand."""
 import pytest
 
-from src.metrics import classification_score, entity_scores, entity_spans
+from src.tasks.metrics import classification_score, entity_scores, entity_spans
 
 
 def test_classification_metrics_on_hand_checked_inputs():

@@ -18,12 +18,13 @@ import transformers
 
 import export
 import predict
-from src.checkpoint import read_checkpoint, write_checkpoint
-from src.inference import MindIRBackend, MindSporeBackend, OnnxBackend, task_network
-from src.task_card import RunCard, TaskCard, run_card_of
-from tests.conftest import ROOT, model_yaml
-from tests.helpers import SMALL, convert_hf
+from src.files.checkpoint import read_checkpoint, write_checkpoint
+from src.serve.backends import MindIRBackend, MindSporeBackend, OnnxBackend, task_network
+from src.tasks.task_card import RunCard, TaskCard, run_card_of
+from tests.helpers import ROOT, SMALL, convert_hf, model_yaml
 from tools import convert_checkpoint
+
+pytestmark = pytest.mark.reference
 
 PYTHON = sys.executable
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -8,11 +8,11 @@ import mindspore.dataset as ds
 import numpy as np
 import pytest
 
-from src.corpus import peoples_daily_words
-from src.finetune_data import load_ner_label2id, peoples_daily_bio, read_msra_xml
-from src.metrics import entity_scores, entity_spans
-from src.task_card import read_records_card
-from tests.conftest import DATA
+from src.data.corpus import peoples_daily_words
+from src.tasks.metrics import entity_scores, entity_spans
+from src.tasks.task_card import read_records_card
+from src.tasks.task_files import load_ner_label2id, peoples_daily_bio, read_msra_xml
+from tests.helpers import DATA
 from tools import finetune_data_preprocess
 
 SAMPLE = DATA / "msra_sample.xml"

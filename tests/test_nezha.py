@@ -6,9 +6,11 @@ import pytest
 import torch
 from transformers.models.deprecated.nezha import NezhaConfig, NezhaForPreTraining
 
-from src.bert_model import BertModel
 from src.config import load_bert_config
+from src.model.bert import BertModel
 from tests.helpers import SMALL, convert_hf, gather_hf_mlm, make_batch, ms_outputs, perturb_, torch_inputs
+
+pytestmark = pytest.mark.reference
 
 ATOL = 1e-4
 
@@ -60,8 +62,10 @@ def _gelu(x):
 def numpy_nezha_learned(p, config, input_ids, token_type_ids, input_mask):
     """Shaw et al. / NEZHA relative attention with one learned table per layer, loop over heads and pairs:
     e_ij = (q_i . k_j + q_i . a_ij) / sqrt(d),  z_i = sum_j softmax(e)_ij (v_j + a_ij),  a_ij = W[clip(j-i)+M]."""
-    eps, heads, d, max_rel = config.layer_norm_eps, config.num_attention_heads, config.head_size, config.max_relative_position
-    x = p["bert.embeddings.word_embeddings.weight"][input_ids] + p["bert.embeddings.token_type_embeddings.weight"][token_type_ids]
+    eps, heads, d, max_rel = (config.layer_norm_eps, config.num_attention_heads, config.head_size,
+                              config.max_relative_position)
+    x = (p["bert.embeddings.word_embeddings.weight"][input_ids]
+         + p["bert.embeddings.token_type_embeddings.weight"][token_type_ids])
     x = _layer_norm(x, p["bert.embeddings.LayerNorm.weight"], p["bert.embeddings.LayerNorm.bias"], eps)
     batch, seq, _ = x.shape
     dense = lambda h, name: h @ p[name + ".weight"].T + p[name + ".bias"]  # noqa: E731

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import run_pretrain
-from src.paths import check_apart
-from tests.conftest import convert, write_run_config
+from src.files.paths import check_apart
+from tests.helpers import convert, write_run_config
 from tools import create_pretraining_data, create_vocab
 
 
@@ -102,6 +102,7 @@ def test_paths_are_compared_resolved(tmp_path):
     check_apart({"--output_dir": ""}, {"--data_dir": tmp_path})  # an unset flag is no path
 
 
+@pytest.mark.slow
 def test_pretrain_eval_prints_the_majority_next_sentence_baseline_beside_the_most_frequent_token(
         tmp_path, wiki_records, capsys):
     import pretrain_eval

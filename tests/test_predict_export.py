@@ -10,13 +10,16 @@ import pytest
 
 import export
 import predict
-from src.finetune_data import TextExample, classification_features
-from src.inference import MindIRBackend, MindSporeBackend, OnnxBackend, erf_polynomial
-from src.pipelines import cluener_label, token_offsets, windows
-from src.squad import best_answers, convert_examples_to_features, question_on_text
-from src.task_card import run_card_of
-from src.tokenization import FullTokenizer
-from tests.conftest import NER_SEQ, TINY, first_reviews_as_records, model_yaml
+from src.data.tokenization import FullTokenizer
+from src.model.kernels.activations import erf_polynomial
+from src.serve.backends import MindIRBackend, MindSporeBackend, OnnxBackend
+from src.serve.pipelines import cluener_label, token_offsets, windows
+from src.tasks.squad import best_answers, convert_examples_to_features, question_on_text
+from src.tasks.task_card import run_card_of
+from src.tasks.task_files import TextExample, classification_features
+from tests.helpers import NER_SEQ, TINY, first_reviews_as_records, model_yaml
+
+pytestmark = pytest.mark.slow
 
 
 def expect_exit(match, call):

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 import run_pretrain
-from src import checkpoint as checkpoint_module
-from src.checkpoint import read_checkpoint, write_checkpoint
+from src.files import checkpoint as checkpoint_module
+from src.files.checkpoint import read_checkpoint, write_checkpoint
+from src.files.run_files import LOCK_NAME, checkpoints_in
 from src.preemption import Stopped, deferred, handling_signals
-from src.run_dir import LOCK_NAME, checkpoints_in
-from tests.conftest import DATA, ROOT
+from tests.helpers import DATA, ROOT
 from tests.test_run_ownership import dropout_run_config, pretrain_flags
+
+pytestmark = pytest.mark.slow
 
 STOPPED_LINE = re.compile(r"^run_pretrain\.py: stopped by (SIGTERM|SIGINT)\b.* at step (\d+): saved (\S+); resume with "
                           r"--load_checkpoint_path (\S+)$")
@@ -80,7 +82,7 @@ def test_sigterm_and_ctrl_c_save_the_step_and_the_resumed_run_ends_bit_identical
 
 
 def test_finetuning_stopped_by_sigterm_names_its_resume_flag(tmp_path, sentiment):
-    from tests.conftest import TINY, first_reviews_as_records, model_yaml
+    from tests.helpers import TINY, first_reviews_as_records, model_yaml
     records = first_reviews_as_records(sentiment, tmp_path, 400)
     command = [sys.executable, str(ROOT / "run_classifier.py"), "--do_train", "true", "--epoch_num", "3",
                "--num_class", "2", "--device_target", "CPU", "--train_data_file_path", str(records),
@@ -108,7 +110,8 @@ def test_data_preparation_stopped_leaves_no_staging_and_no_output(tmp_path, wiki
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == status, stderr
-        assert stderr.strip().splitlines()[-1] == (f"create_pretraining_data.py: stopped by {signal.Signals(signum).name}"
+        assert stderr.strip().splitlines()[-1] == (f"create_pretraining_data.py: stopped by "
+                                                   f"{signal.Signals(signum).name}"
                                                    f": nothing was written to {output}; run the command again")
         assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
 

@@ -11,13 +11,21 @@ import mindspore.dataset as ds
 import numpy as np
 import pytest
 
-from src.corpus import read_documents
-from src.numpy_instances import truncation_counts
-from src.pretraining_data import (CLS, MASK, SEP, MaskingOptions, chinese_word_starts, create_training_instances,
-                                  instance_to_features, truncate_seq_pair)
-from src.records import iter_tfrecord
-from src.tokenization import FullTokenizer
-from tests.conftest import ROOT
+from src.data.corpus import read_documents
+from src.data.instances import (
+    CLS,
+    MASK,
+    SEP,
+    MaskingOptions,
+    chinese_word_starts,
+    create_training_instances,
+    instance_to_features,
+    truncate_seq_pair,
+)
+from src.data.numpy_instances import truncation_counts
+from src.data.records import iter_tfrecord
+from src.data.tokenization import FullTokenizer
+from tests.helpers import ROOT
 from tools import create_pretraining_data
 
 
@@ -106,6 +114,7 @@ def make_records(tmp_path, name, text_files, vocab, *extra):
     return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("random_draws", ["google", "numpy"])
 def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_path, wiki_text_dir, wiki_vocab,
                                                                            random_draws):
@@ -120,7 +129,8 @@ def test_same_seed_gives_byte_identical_records_whatever_the_process_count(tmp_p
                     "--dupe_factor", "1", "--docs_per_shard", "40", "--processes", "1", *draws], check=True,
                    capture_output=True, env={**os.environ, "GLOG_v": "3"})
     shards = sorted(p.name for p in one.iterdir())
-    assert len(shards) >= 3 and shards == sorted(p.name for p in two.iterdir()) == sorted(p.name for p in fresh.iterdir())
+    assert (len(shards) >= 3
+            and shards == sorted(p.name for p in two.iterdir()) == sorted(p.name for p in fresh.iterdir()))
     for other in (two, fresh):
         _, mismatch, errors = filecmp.cmpfiles(one, other, shards, shallow=False)
         assert not mismatch and not errors

@@ -14,11 +14,13 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.corpus import read_documents, split_sentences
 from src.config import load_bert_config
-from src.finetune_data import peoples_daily_bio
-from src.finetune_models import BertForSequenceClassification
+from src.data.corpus import read_documents, split_sentences
+from src.model.task_heads import BertForSequenceClassification
+from src.tasks.task_files import peoples_daily_bio
 from tools import compare_starts, split_labeled_text
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "pretrain_finetune_demo.sh"

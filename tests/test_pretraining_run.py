@@ -8,11 +8,13 @@ import pytest
 
 import pretrain_eval
 import run_pretrain
-from tools import create_pretraining_data, plot_loss
-from src.bert_for_pre_training import BertForPreTraining
-from src.checkpoint import read_checkpoint, write_checkpoint
 from src.config import load_bert_config
-from tests.conftest import ROOT, write_run_config
+from src.files.checkpoint import read_checkpoint, write_checkpoint
+from src.model.pretraining import BertForPreTraining
+from tests.helpers import ROOT, write_run_config
+from tools import create_pretraining_data, plot_loss
+
+pytestmark = pytest.mark.slow
 
 
 def pretrain(tmp_path, records, config, *flags):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tfrecord import example_pb2
 
-from src.records import _parse_example, column_rows, framed_columns, iter_tfrecord, write_columns, write_tfrecord
+from src.data.records import _parse_example, column_rows, framed_columns, iter_tfrecord, write_columns, write_tfrecord
 
 
 def protobuf_columns(payload: bytes) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ def test_decoder_reads_packed_and_unpacked_lists_as_protobuf_does():
 @pytest.mark.parametrize("payload", [b"\x0a\x05\x0a\x03", b"\xff" * 12, b"\x0b\x00", b"\x0a\x02\x12\x00",
                                      b"hello, world"])
 def test_decoder_refuses_what_is_not_an_example(payload):
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         _parse_example(payload)
 
 
@@ -97,8 +97,8 @@ def test_column_writer_writes_the_row_writers_file_in_any_block_size(tmp_path):
 
 def test_record_module_does_not_import_torch():
     """The tfrecord package's __init__ imports torch when it is installed (1.4 s of start-up in every data
-    preparation and training run); src.records loads only its protobuf module."""
+    preparation and training run); src.data.records loads only its protobuf module."""
     import subprocess
     import sys
-    probe = "import sys; import src.records; assert 'torch' not in sys.modules, 'src.records imported torch'"
+    probe = "import sys; import src.data.records; assert 'torch' not in sys.modules, 'src.data.records imported torch'"
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).resolve().parent.parent)

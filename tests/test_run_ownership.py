@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 import run_pretrain
-from src.checkpoint import read_checkpoint
 from src.config import load_bert_config, save_bert_config
-from src.run_dir import DirectoryLock, checkpoints_in, latest_checkpoint
-from tests.conftest import ROOT, write_run_config
+from src.files.checkpoint import read_checkpoint
+from src.files.run_files import DirectoryLock, checkpoints_in, latest_checkpoint
+from tests.helpers import ROOT, write_run_config
+
+pytestmark = pytest.mark.slow
 
 
 def pretrain_flags(records: Path, config: Path, output: Path, *flags: str) -> list[str]:

@@ -1,11 +1,12 @@
-"""Sentence splitting for pretraining text in any script: real sentences in 8 languages (data/multilingual_sentences.json,
-boundaries read by hand), joined into paragraphs as Wikipedia writes them, are split back; nothing is dropped."""
+"""Sentence splitting for pretraining text in any script: real sentences in 8 languages
+(data/multilingual_sentences.json, boundaries read by hand), joined into paragraphs as Wikipedia writes them, are split
+back; nothing is dropped."""
 import json
 
 import pytest
 
-from src.corpus import split_sentences, wikiextractor_documents
-from tests.conftest import DATA
+from src.data.corpus import split_sentences, wikiextractor_documents
+from tests.helpers import DATA
 from tools import wiki_to_text
 
 LANGUAGES = json.loads((DATA / "multilingual_sentences.json").read_text(encoding="utf-8"))

@@ -11,10 +11,19 @@ import numpy as np
 import pytest
 
 import run_squad
-from src.squad import (SquadExample, SquadFeature, convert_examples_to_features, exact_match_score, f1_score,
-                       read_squad_examples, squad_evaluate, squad_evaluate_v2, write_predictions)
-from src.tokenization import FullTokenizer
-from tests.conftest import build_squad_file
+from src.data.tokenization import FullTokenizer
+from src.tasks.squad import (
+    SquadExample,
+    SquadFeature,
+    convert_examples_to_features,
+    exact_match_score,
+    f1_score,
+    read_squad_examples,
+    squad_evaluate,
+    squad_evaluate_v2,
+    write_predictions,
+)
+from tests.helpers import build_squad_file
 from tools import convert_task_data
 
 
@@ -63,6 +72,7 @@ def test_post_processing_maps_spans_back_to_the_original_text_across_windows(tmp
     assert all(len(entries) >= 1 and entries[0]["probability"] > 0.5 for entries in nbest.values())
 
 
+@pytest.mark.slow
 def test_squad_file_from_wikipedia_paragraphs_trains_to_high_exact_match(squad_model):
     tmp_path, scores = squad_model
     assert scores["exact_match"] >= 80.0, scores

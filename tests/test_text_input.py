@@ -1,4 +1,4 @@
-"""Every text input is read by src/text_input.py: a leading UTF-8 BOM is dropped, CRLF (and CR-only) line ends are
+"""Every text input is read by src/files/text_input.py: a leading UTF-8 BOM is dropped, CRLF (and CR-only) line ends are
 line ends, nothing else changes; NUL and the other characters Google's tokenizer drops never reach the tagger and
 never start or end an entity or an answer; offsets index the text as given; a file that is not UTF-8 or is
 missing fails in one line naming it."""
@@ -13,16 +13,21 @@ import numpy as np
 import pytest
 
 import predict
-from src.corpus import read_documents
-from src.finetune_data import load_label2id, read_classification, read_msra_xml, read_ner
-from src.pipelines import Counts, tag_entities, token_offsets
-from src.prediction_io import read_inputs
-from src.squad import best_answers, convert_examples_to_features, final_text_span, question_on_text, \
-    read_squad_examples
-from src.task_card import TaskCard
-from src.text_input import read_text, text_lines
-from src.tokenization import SPECIAL_TOKENS, FullTokenizer, is_dropped, load_vocab, train_vocab
-from tests.conftest import DATA, NER_SEQ
+from src.data.corpus import read_documents
+from src.data.tokenization import SPECIAL_TOKENS, FullTokenizer, is_dropped, load_vocab, train_vocab
+from src.files.text_input import read_text, text_lines
+from src.serve.pipelines import Counts, tag_entities, token_offsets
+from src.serve.prediction_files import read_inputs
+from src.tasks.squad import (
+    best_answers,
+    convert_examples_to_features,
+    final_text_span,
+    question_on_text,
+    read_squad_examples,
+)
+from src.tasks.task_card import TaskCard
+from src.tasks.task_files import load_label2id, read_classification, read_msra_xml, read_ner
+from tests.helpers import DATA, NER_SEQ
 from tools import split_labeled_text
 
 BOM = b"\xef\xbb\xbf"
@@ -63,13 +68,13 @@ def test_cr_only_line_ends_are_line_ends(tmp_path):
 
 
 def test_standard_input_drops_the_bom_and_reads_crlf(monkeypatch):
-    stdin_of(monkeypatch, BOM + "好\r\n江\r\n".encode("utf-8"))
+    stdin_of(monkeypatch, BOM + "好\r\n江\r\n".encode())
     assert list(text_lines("-")) == [(1, "好"), (2, "江")]
 
 
 def test_not_utf8_names_the_line_and_the_byte_offset_in_the_file(tmp_path):
     path = tmp_path / "in.txt"
-    path.write_bytes(BOM + "好\r\n".encode("utf-8") + GB18030_TEXT)
+    path.write_bytes(BOM + "好\r\n".encode() + GB18030_TEXT)
     with pytest.raises(ValueError) as error:
         list(text_lines(path))
     assert str(error.value) == (f"{path}:2 is not UTF-8 text (byte 0xd6 at offset 8): convert it with iconv -f "
@@ -255,7 +260,7 @@ def spans(entities):
 
 @pytest.mark.parametrize("source", ["file", "stdin"])
 def test_bom_at_the_start_of_a_predict_input_is_no_entity(tmp_path, monkeypatch, tokenizer, source):
-    data = BOM + "江泽民会见\r\n".encode("utf-8")
+    data = BOM + "江泽民会见\r\n".encode()
     (tmp_path / "in.txt").write_bytes(data)
     if source == "stdin":
         stdin_of(monkeypatch, data)
@@ -288,7 +293,7 @@ def test_white_space_is_never_an_entity_edge(tokenizer):
 
 
 def test_crlf_file_entity_ends_at_the_end_of_the_line(tmp_path, tokenizer):
-    (tmp_path / "in.txt").write_bytes("会见江泽民\r\n北京\r\n".encode("utf-8"))
+    (tmp_path / "in.txt").write_bytes("会见江泽民\r\n北京\r\n".encode())
     inputs = read_inputs(str(tmp_path / "in.txt"), "ner", "text")
     assert [spans(entities) for entities in tag(inputs.items, tokenizer)] == [[(2, 5, NAME)], []]
 
@@ -332,6 +337,7 @@ def predict_rows(capsys, run_dir, input_file):
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_predict_py_entities_ignore_bom_crlf_and_dropped_characters(tmp_path, capsys, monkeypatch,
                                                                     peoples_daily_ner, crf_tagger):
     directory, _ = peoples_daily_ner

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from src.tokenization import BasicTokenizer, FullTokenizer, load_vocab
+from src.data.tokenization import BasicTokenizer, FullTokenizer, load_vocab
 from tests import google_bert
+
+pytestmark = pytest.mark.reference
 
 # Full-width punctuation, accents, mixed scripts, control characters: where tokenizers tend to differ.
 HARD_CASES = [
@@ -20,7 +22,7 @@ HARD_CASES = [
     "tab\there, zero\u200bwidth, control\x07char, emoji 🙂 end",
     "supercalifragilisticexpialidocious" * 5,  # 170 characters: WordPiece splits it (Google's limit is 200)
     "honorificabilitudinitatibus" * 8,  # 216 characters: [UNK]
-    # outside the Basic Multilingual Plane (handled apart, src/tokenization.py): CJK extension B, emoji, format
+    # outside the Basic Multilingual Plane (handled apart, src/data/tokenization.py): CJK extension B, emoji, format
     # characters, combining marks, a character that decomposes into two, punctuation
     "astral 𠀀𠀁 ext-B, emoji🙂x, 𝄞music, tag\U000E0001x, \U0001D173beam x\U0001D167y \U0001109A "
     "word\U0001E95Epunct \U00010100sep",
@@ -49,6 +51,7 @@ def assert_same_tokens(vocab_file, texts, do_lower_case, tmp_path):
     assert [tokenizer.tokenize(text) for text in texts[-len(HARD_CASES):]] == google[-len(HARD_CASES):]  # alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_english_wikipedia_matches_google(wiki_text_dir, wiki_vocab, do_lower_case, tmp_path):
     texts = lines_of(*sorted(wiki_text_dir.glob("*.txt"))) + HARD_CASES  # every sentence of the sample
@@ -61,6 +64,7 @@ def test_chinese_news_matches_google(chinese_text_file, chinese_vocab, tmp_path)
     assert_same_tokens(chinese_vocab, texts, True, tmp_path)
 
 
+@pytest.mark.slow
 def test_basic_tokenizer_equals_googles_on_every_code_point(tmp_path):
     """Every Unicode scalar value once, 40 a line in a random order, with spaces, letters, a dot, a capital sigma and
     a combining accent between them: our BasicTokenizer (regular expressions over BMP classes, callbacks for

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import BertConfig, LossScaleSettings, OptimizerSettings
-from src.optim import WarmupPolynomialDecayLR, create_optimizer, decays
-from src.train_step import TrainOneStepCell
+from src.model.pretraining import BertNetworkWithLoss
+from src.train.optim import WarmupPolynomialDecayLR, create_optimizer, decays
+from src.train.train_step import TrainOneStepCell
 from tests.helpers import SMALL, make_batch
 
 RECORD_ORDER = ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
@@ -182,6 +182,7 @@ class CountingReducer(nn.Cell):
         return grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accumulation_steps", [1, 3])
 def test_gradients_are_all_reduced_once_per_optimizer_step(accumulation_steps):
     """With accumulation the data-parallel mean runs once per window, on the accumulated gradients, not on every

@@ -19,25 +19,24 @@ import json
 import math
 import re
 import statistics
-import sys
+import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import run_classifier  # noqa: E402
-import run_ner  # noqa: E402
-from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
-from src.config import load_run_config, str2bool  # noqa: E402
-from src.output_dir import finish_output, read_manifest, staged_output  # noqa: E402
-from src.paths import check_apart  # noqa: E402
-from src.run_dir import latest_checkpoint  # noqa: E402
-from tools import convert_task_data  # noqa: E402
-from tools.split_labeled_text import EXTENSIONS  # noqa: E402
+import run_classifier
+import run_ner
+from src.cli import ArgumentParser, check_minimums, run_cli
+from src.config import load_run_config, str2bool
+from src.files.paths import check_apart
+from src.files.run_files import latest_checkpoint
+from src.files.staging import finish_output, read_manifest, staged_output
+from src.train.callbacks import clock
+from tools import convert_task_data
+from tools.split_labeled_text import EXTENSIONS
 
 STARTS = ("pretrained", "random")
 TRAIN_FILE = re.compile(r"train_(\d+)_seed(\d+)\.(tsv|txt)")
@@ -180,6 +179,9 @@ def run_all(args: argparse.Namespace, input_format: str, sets: dict[tuple[int, i
     records.mkdir()
     test_records = to_records(test_file, records / "test.tfrecord", input_format, args)
     runs = []
+    # the time left, estimated from the examples trained so far: runs differ in size and epochs, not in speed
+    work = {key: key[0] * epochs_for(key[0], batch_size, args.min_steps, args.min_epochs) for key in sets}
+    total_work, done_work, started = len(STARTS) * sum(work.values()), 0, time.perf_counter()
     for (size, seed), source in sets.items():
         train_records = to_records(source, records / f"{source.stem}.tfrecord", input_format, args)
         epochs = epochs_for(size, batch_size, args.min_steps, args.min_epochs)
@@ -187,8 +189,11 @@ def run_all(args: argparse.Namespace, input_format: str, sets: dict[tuple[int, i
             score = finetune_once(args, task, start, train_records, test_records, epochs, seed,
                                   output / "runs" / f"{start}_{size}_seed{seed}")
             runs.append({"start": start, "train_size": size, "seed": seed, "epochs": epochs, "score": score})
-            print(f"== {start:>10} start, {size} labeled examples, seed {seed}: held-out {metric} {score:.4f}",
-                  flush=True)
+            done_work += work[size, seed]
+            elapsed = time.perf_counter() - started
+            print(f"== {start:>10} start, {size} labeled examples, seed {seed}: held-out {metric} {score:.4f} "
+                  f"(run {len(runs)} of {len(STARTS) * len(sets)}, {clock(elapsed)} elapsed, about "
+                  f"{clock(elapsed / done_work * (total_work - done_work))} left)", flush=True)
     summary = summarise(runs)
     test_size = sum(1 for line in open(test_file, encoding="utf-8") if line.strip())
     result = {"task": task, "metric": metric, "test_examples": test_size, "config": str(args.config),

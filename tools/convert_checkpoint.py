@@ -5,7 +5,8 @@
     # Google TF BERT (bert_model.ckpt.* + bert_config.json beside it; needs tensorflow installed)
     python tools/convert_checkpoint.py --from tf --input chinese_L-12_H-768_A-12/bert_model.ckpt --output x.ckpt
     # A checkpoint written by the MindSpore model zoo's BERT / BERT_NEZHA
-    python tools/convert_checkpoint.py --from zoo --input checkpoint_bert-40_1000.ckpt --config nezha-zoo --output x.ckpt
+    python tools/convert_checkpoint.py --from zoo --input checkpoint_bert-40_1000.ckpt --config nezha-zoo \
+        --output x.ckpt
     # Back to HuggingFace: a directory loadable by transformers' from_pretrained
     python tools/convert_checkpoint.py --from ms --to hf --input x.ckpt --config base --output hf_dir/
     # Back to Google TF (Google's variable names; bert_config.json beside it; needs tensorflow installed)
@@ -21,22 +22,25 @@ import json
 import os
 import pickle
 import re
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, debug_requested, run_cli  # noqa: E402
-from src.bert_for_pre_training import BertForPreTraining  # noqa: E402
-from src.checkpoint import load_into, read_checkpoint, write_checkpoint  # noqa: E402
-from src.config import BertConfig, load_bert_config, save_bert_config  # noqa: E402
-from src.convert import (config_from_hf_json, hf_json_from_config, hf_to_ms, ms_to_hf, ms_to_tf,  # noqa: E402
-                         tf_to_ms, zoo_to_ms)
-
+from src.cli import ArgumentParser, debug_requested, run_cli
+from src.config import BertConfig, load_bert_config, save_bert_config
+from src.files.checkpoint import load_into, read_checkpoint, write_checkpoint
+from src.model.conversion import (
+    config_from_hf_json,
+    hf_json_from_config,
+    hf_to_ms,
+    ms_to_hf,
+    ms_to_tf,
+    tf_to_ms,
+    zoo_to_ms,
+)
+from src.model.pretraining import BertForPreTraining
 
 SAFE_FORMAT_HINT = ("convert the model's model.safetensors instead (the same weights without code; most HuggingFace "
                     "repositories have one)")

@@ -16,32 +16,37 @@
         --version_2_with_negative true
 
 Formats: classification clue_json | glue_tsv | label_text; NER cluener_json | bio | peoples_daily
-(src/finetune_data.py); SQuAD v1.1 / v2.0 json (src/squad.py). With --create_label2id true and no label2id file yet,
-the labels found in this file are written to it (NER: "O" first); convert the evaluation file with the same label2id
-file. --regression true keeps the label as a float (STS-B) and needs no label2id. The schema json is written beside
-the records as {output_file}.schema.json, and {output_file}.task.json (src/task_card.py: task, labels in id order,
-vocab and tokenizer settings), which finetuning checks its flags against and copies beside its checkpoints.
+(src/tasks/task_files.py); SQuAD v1.1 / v2.0 json (src/tasks/squad.py). With --create_label2id true and no label2id file
+yet, the labels found in this file are written to it (NER: "O" first); convert the evaluation file with the same
+label2id file. --regression true keeps the label as a float (STS-B) and needs no label2id. The schema json is written
+beside the records as {output_file}.schema.json, and {output_file}.task.json (src/tasks/task_card.py: task, labels in id
+order, vocab and tokenizer settings), which finetuning checks its flags against and copies beside its checkpoints.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, run_cli  # noqa: E402
-from src.config import str2bool  # noqa: E402
-from src.finetune_data import (CLASSIFICATION_FORMATS, NER_FORMATS, classification_features,  # noqa: E402
-                               label_id, load_label2id, load_ner_label2id, read_classification, read_ner,
-                               tagging_features)
-from src.records import write_records, write_schema  # noqa: E402
-from src.squad import convert_examples_to_features, feature_columns, read_squad_examples  # noqa: E402
-from src.output_dir import file_sha256  # noqa: E402
-from src.paths import check_apart  # noqa: E402
-from src.task_card import TaskCard, write_records_card  # noqa: E402
-from src.tokenization import FullTokenizer  # noqa: E402
+from src.cli import ArgumentParser, run_cli
+from src.config import str2bool
+from src.data.records import write_records, write_schema
+from src.data.tokenization import FullTokenizer
+from src.files.paths import check_apart
+from src.files.staging import file_sha256
+from src.tasks.squad import convert_examples_to_features, feature_columns, read_squad_examples
+from src.tasks.task_card import TaskCard, write_records_card
+from src.tasks.task_files import (
+    CLASSIFICATION_FORMATS,
+    NER_FORMATS,
+    classification_features,
+    label_id,
+    load_label2id,
+    load_ner_label2id,
+    read_classification,
+    read_ner,
+    tagging_features,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,7 +85,8 @@ def labels_for(args: argparse.Namespace, found: list[str], load=load_label2id) -
 
 def convert(args: argparse.Namespace) -> int:
     check_apart({"--output_file": args.output_file},
-                {"--input_file": args.input_file, "--vocab_file": args.vocab_file, "--label2id_file": args.label2id_file})
+                {"--input_file": args.input_file, "--vocab_file": args.vocab_file,
+                 "--label2id_file": args.label2id_file})
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
     labels_in_order: tuple[str, ...] = ()
     token_unit = "character"

@@ -26,19 +26,16 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
-from src.config import BertConfig, load_bert_config, str2bool  # noqa: E402
-from src.corpus import read_documents  # noqa: E402
-from src.numpy_instances import create_instance_columns  # noqa: E402
-from src.pretraining_data import (MaskingOptions, chinese_word_starts, create_training_instances,  # noqa: E402
-                                  instance_to_features)
-from src.output_dir import file_sha256, finish_output, staged_output  # noqa: E402
-from src.paths import check_apart  # noqa: E402
-from src.preemption import worker_ignores_signals  # noqa: E402
-from src.records import RECORD_SUFFIX, write_columns, write_records, write_schema  # noqa: E402
-from src.tokenization import FullTokenizer  # noqa: E402
+from src.cli import ArgumentParser, check_minimums, run_cli
+from src.config import BertConfig, load_bert_config, str2bool
+from src.data.corpus import read_documents
+from src.data.instances import MaskingOptions, chinese_word_starts, create_training_instances, instance_to_features
+from src.data.numpy_instances import create_instance_columns
+from src.data.records import RECORD_SUFFIX, write_columns, write_records, write_schema
+from src.data.tokenization import FullTokenizer
+from src.files.paths import check_apart
+from src.files.staging import file_sha256, finish_output, staged_output
+from src.preemption import worker_ignores_signals
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random_draws", choices=("google", "numpy"), default="google",
                         help="google: Python's random draws in the order of Google's script (its instances, byte for "
                              "byte, in one shard); numpy: the same distributions drawn in bulk, several times "
-                             "faster, other instances (src/numpy_instances.py)")
+                             "faster, other instances (src/data/numpy_instances.py)")
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
     parser.add_argument("--docs_per_shard", type=int, default=5000)
     parser.add_argument("--processes", type=int, default=max(1, multiprocessing.cpu_count() - 1))

@@ -11,18 +11,15 @@ and checkpoints made with the vocab there would no longer match it.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, run_cli  # noqa: E402
-from src.config import load_bert_config, save_bert_config, str2bool  # noqa: E402
-from src.output_dir import finish_output, staged_output  # noqa: E402
-from src.paths import check_apart  # noqa: E402
-from src.text_input import text_lines  # noqa: E402
-from src.tokenization import train_vocab  # noqa: E402
-from tools.create_pretraining_data import expand_inputs  # noqa: E402
+from src.cli import ArgumentParser, run_cli
+from src.config import load_bert_config, save_bert_config, str2bool
+from src.data.tokenization import train_vocab
+from src.files.paths import check_apart
+from src.files.staging import finish_output, staged_output
+from src.files.text_input import text_lines
+from tools.create_pretraining_data import expand_inputs
 
 
 def main(argv: list[str] | None = None) -> None:

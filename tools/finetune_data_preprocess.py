@@ -16,19 +16,15 @@ train (0.0-0.8) and eval (0.8-1.0) sets. A records card ({save_path}.task.json) 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, run_cli  # noqa: E402
-from src.finetune_data import (TaggedExample, load_ner_label2id, read_msra_xml, read_ner,  # noqa: E402
-                                tagging_features)
-from src.output_dir import file_sha256  # noqa: E402
-from src.records import write_records  # noqa: E402
-from src.task_card import TaskCard, write_records_card  # noqa: E402
-from src.text_input import leading_bytes  # noqa: E402
-from src.tokenization import FullTokenizer  # noqa: E402
+from src.cli import ArgumentParser, run_cli
+from src.data.records import write_records
+from src.data.tokenization import FullTokenizer
+from src.files.staging import file_sha256
+from src.files.text_input import leading_bytes
+from src.tasks.task_card import TaskCard, write_records_card
+from src.tasks.task_files import TaggedExample, load_ner_label2id, read_msra_xml, read_ner, tagging_features
 
 
 def keep_classes(example: TaggedExample, classes: set[str]) -> TaggedExample:

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, run_cli  # noqa: E402
+from src.cli import ArgumentParser, run_cli
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -24,20 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
-from src.config import str2bool  # noqa: E402
-from src.corpus import peoples_daily_documents, split_sentences, write_documents  # noqa: E402
-from src.finetune_data import peoples_daily_bio  # noqa: E402
-from src.output_dir import finish_output, staged_output  # noqa: E402
-from src.paths import check_apart  # noqa: E402
-from src.text_input import text_lines  # noqa: E402
+from src.cli import ArgumentParser, check_minimums, run_cli
+from src.config import str2bool
+from src.data.corpus import peoples_daily_documents, split_sentences, write_documents
+from src.files.paths import check_apart
+from src.files.staging import finish_output, staged_output
+from src.files.text_input import text_lines
+from src.tasks.task_files import peoples_daily_bio
 
 INPUT_FORMATS = ("label_text", "peoples_daily")
 EXTENSIONS = {"label_text": "tsv", "peoples_daily": "txt"}

@@ -5,7 +5,7 @@ articles, one output file per wikiextractor file:
 
     python tools/wiki_to_text.py --input zhwiki-latest-pages-articles.xml.bz2 --output_dir wiki_text/ --processes 8
 
-Sentences are split by the rules of the dump's language (src/corpus.py: Chinese punctuation for zh, sentencex for
+Sentences are split by the rules of the dump's language (src/data/corpus.py: Chinese punctuation for zh, sentencex for
 the others); --language overrides the code read from the dump's header (xml:lang, else <dbname>).
 """
 from __future__ import annotations
@@ -18,13 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from src.cli import ArgumentParser, check_minimums, run_cli  # noqa: E402
-from src.config import str2bool  # noqa: E402
-from src.corpus import wikiextractor_documents, write_documents  # noqa: E402
-from src.output_dir import finish_output, staged_output  # noqa: E402
-from src.paths import check_apart  # noqa: E402
+from src.cli import ArgumentParser, check_minimums, run_cli
+from src.config import str2bool
+from src.data.corpus import wikiextractor_documents, write_documents
+from src.files.paths import check_apart
+from src.files.staging import finish_output, staged_output
 
 
 def dump_language(dump: Path) -> str:

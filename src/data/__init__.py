@@ -1,0 +1,1 @@
+"""Pretraining data: tokenization, corpus reading, instance building, TFRecord records and datasets."""

@@ -1,0 +1,1 @@
+"""The networks: BERT/NEZHA encoder, pretraining heads, task heads, CRF, checkpoint name mapping."""

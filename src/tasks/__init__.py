@@ -1,0 +1,1 @@
+"""Finetuning tasks: task files (classification, NER), SQuAD features and answers, metrics, the task card."""

@@ -14,6 +14,12 @@ classification text | label_text | clue_json; ner text | cluener_json; squad jso
 lines (one per input line, with its "line" number; empty lines are skipped and counted), or --output_format
 tsv (classification), cluener (the CLUENER2020 submission lines), squad_predictions (run_squad.py's
 predictions.json).
+
+Batches are padded to their longest input, not to max_seq_length: inputs are sorted by length into batches (in
+pools of 64 batches) and the outputs written in input order; MindSpore pads to bucket lengths (multiples of
+max_seq_length / 8), since it compiles a graph per shape; an ONNX file with dynamic axes takes any length; a file
+of fixed shape keeps its length; SQuAD windows stay max_seq_length long (src/serve/pipelines.py).
+--batch_size 1 runs each input as soon as it is read (latency mode).
 """
 from __future__ import annotations
 
@@ -28,10 +34,9 @@ from tqdm import tqdm
 from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import str2bool
 from src.data.tokenization import FullTokenizer
-from src.files.checkpoint import read_checkpoint
 from src.files.paths import check_apart
 from src.files.run_files import latest_checkpoint, run_prefixes
-from src.serve.backends import BACKENDS, open_backend
+from src.serve.backends import BACKENDS, crf_weights, open_backend
 from src.serve.pipelines import Counts, answer_questions, classify, cluener_label, tag_entities
 from src.serve.prediction_files import INPUT_FORMATS, OUTPUT_FORMATS, OutputFile, read_inputs
 from src.tasks.task_card import TASKS, run_card_of
@@ -57,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="mindspore",
                         help="mindspore (the checkpoint), mindir or onnx (an export.py file: --model_file)")
     parser.add_argument("--model_file", default="", help="the .mindir or .onnx file for --backend mindir / onnx")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32,
+                        help="inputs a batch, sorted by length and padded to the batch's longest; 1: latency mode, "
+                             "each input run as soon as it is read")
     parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default=None)
     parser.add_argument("--device_id", type=int, default=0)
     parser.add_argument("--n_best_size", type=int, default=20, help="squad: as run_squad.py")
@@ -108,15 +115,7 @@ def predict(args: argparse.Namespace) -> dict:
             write_classes(output, inputs, classify(inputs.items, backend, tokenizer, card, args.batch_size, counts),
                           args.output_format, card, bar)
         elif card.task == "ner":
-            crf = None
-            if card.use_crf:
-                params = read_checkpoint(checkpoint)
-                names = ("crf.transitions", "crf.start_transitions", "crf.end_transitions")
-                if not all(name in params for name in names):
-                    raise ValueError(f"checkpoint {checkpoint} has no CRF weights ({names[0]}) but its task card "
-                                     f"says use_crf: the card belongs to another run; finetune again or copy the "
-                                     f"card of the run that wrote this checkpoint")
-                crf = tuple(params[name] for name in names)
+            crf = crf_weights(checkpoint) if card.use_crf else None
             write_entities(output, inputs, tag_entities(inputs.items, backend, tokenizer, card, args.batch_size, counts,
                                                          crf), args.output_format, bar)
         else:

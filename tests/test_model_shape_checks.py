@@ -167,7 +167,6 @@ def test_export_of_a_pretrained_checkpoint_defaults_to_the_models_length(convert
 
 @pytest.mark.parametrize("flags, fragments", [
     (["--batch_size", "-1"], ["--batch_size -1", "at least 1"]),
-    (["--batch_size", "0", "--file_format", "ONNX"], ["--batch_size 0", "fixed shapes"]),
     (["--max_seq_length", "-5"], ["--max_seq_length -5 is out of range"]),
 ])
 def test_export_refuses_bad_batch_and_length_flags(converted, tmp_path, monkeypatch, flags, fragments):

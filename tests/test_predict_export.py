@@ -2,7 +2,6 @@
 checkpoints (labels, CLUENER entities, SQuAD answers), offsets map back to exactly the text; export.py's MindIR and
 ONNX files give the checkpoint graph's outputs on real inputs; bad input ends in one line."""
 import json
-import math
 import shutil
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 import export
 import predict
 from src.data.tokenization import FullTokenizer
-from src.model.kernels.activations import erf_polynomial
 from src.serve.backends import MindIRBackend, MindSporeBackend, OnnxBackend
 from src.serve.pipelines import cluener_label, token_offsets, windows
 from src.tasks.squad import best_answers, convert_examples_to_features, question_on_text
@@ -179,13 +177,6 @@ def test_windows_give_every_token_its_most_central_window():
             assert a <= token < b
             margin = min(token - a, b - 1 - token)
             assert all(margin >= min(token - s, e - 1 - token) for s, e in spans if s <= token < e)
-
-
-def test_onnx_exportable_erf_is_the_erf():
-    import mindspore as ms
-    x = np.linspace(-6, 6, 2001, dtype=np.float32)
-    got = erf_polynomial(ms.Tensor(x)).asnumpy()
-    assert np.abs(got - np.array([math.erf(v) for v in x])).max() < 2e-6  # the formula: 1.5e-7; float32 rounding
 
 
 def test_bad_input_to_predict_and_export_ends_in_one_line(tmp_path, sentiment_classifier, sentiment):

@@ -101,6 +101,74 @@ def read_inputs(path: str, task: str, input_format: str) -> Inputs:
     return inputs
 
 
+@dataclass
+class ScoredInputs:
+    """A labelled task-data file of the kind predict.py reads: its inputs and each one's gold answer (a label
+    name; NER: the set of (type, start, end) entity spans, end exclusive)."""
+
+    path: str
+    inputs: Inputs
+    gold: list
+
+
+SCORED_FORMATS = {"classification": "label_text (label<TAB>text[<TAB>text_b]) or clue_json (with \"label\")",
+                  "ner": "cluener_json (with \"label\")"}
+
+
+def read_scored_inputs(path: str, task: str) -> ScoredInputs:
+    """A labelled file for a task's score: classification label_text or clue_json (a first line starting with
+    "{"), NER cluener_json; every row must have its gold answer. One line naming file and line if not."""
+    if task not in SCORED_FORMATS:
+        raise ValueError(f"no score is measured for {task} here")
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise FileNotFoundError(f"--calibration_file {path} {what}: pass a labelled {task} file, "
+                                f"{SCORED_FORMATS[task]}")
+    inputs, gold = Inputs(), []
+    for number, line in text_lines(path, "--calibration_file", f"pass a labelled {task} file"):
+        where = f"{path}:{number}"
+        if not line.strip():
+            inputs.empty_lines.append(number)
+            continue
+        if task == "ner" or line.lstrip().startswith("{"):
+            row = _json(line, where)
+            text = _field(row, ("text",) if task == "ner" else ("sentence", "sentence1"), where,
+                          SCORED_FORMATS[task])
+            if "label" not in row:
+                raise ValueError(f"{where} has no \"label\": a labelled {task} file is expected, "
+                                 f"{SCORED_FORMATS[task]}")
+            if task == "ner":
+                inputs.items.append(text)
+                gold.append(_cluener_spans(row["label"], text, where))
+            else:
+                inputs.items.append((text, row.get("sentence2") if isinstance(row.get("sentence2"), str) else None))
+                gold.append(str(row["label"]))
+        else:
+            fields = line.split("\t")
+            if len(fields) not in (2, 3):
+                raise ValueError(f"{where} has {len(fields)} tab-separated fields: label<TAB>text[<TAB>text_b] "
+                                 f"is expected")
+            inputs.items.append((fields[1], fields[2] if len(fields) == 3 else None))
+            gold.append(fields[0])
+        inputs.lines.append(number)
+    if not inputs.items:
+        raise ValueError(f"--calibration_file {path} has no records: pass a labelled {task} file, "
+                         f"{SCORED_FORMATS[task]}")
+    return ScoredInputs(path, inputs, gold)
+
+
+def _cluener_spans(label, text: str, where: str) -> set[tuple[str, int, int]]:
+    """CLUENER's {type: {entity text: [[start, end]]}} (end inclusive) as {(type, start, end exclusive)}."""
+    try:
+        spans = {(entity_type, int(start), int(end) + 1) for entity_type, entities in label.items()
+                 for positions in entities.values() for start, end in positions}
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{where}: \"label\" is not CLUENER's {{type: {{entity: [[start, end]]}}}}") from None
+    if any(not 0 <= start < end <= len(text) for _, start, end in spans):
+        raise ValueError(f"{where}: an entity's [start, end] lies outside its text of {len(text)} characters")
+    return spans
+
+
 class OutputFile:
     """Standard output, or a file written whole and renamed into place at the end (a reader never sees half of
     it; an interrupted run leaves no file). An existing file is replaced only with overwrite."""

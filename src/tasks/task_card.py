@@ -56,6 +56,7 @@ def read_card(path: Path) -> TaskCard:
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
         values["labels"] = tuple(values.get("labels", ()))
+        values.pop("int8", None)  # an int8 export's scores (export.py): about the file, not the task
         return TaskCard(**values)
     except (ValueError, TypeError) as error:
         raise ValueError(f"task card {path} is not a task card ({error}): re-create it with the tool that wrote "

@@ -1,6 +1,16 @@
 """BERT / NEZHA pretraining (masked LM + next sentence prediction), flags as the MindSpore model zoo's.
 
     python run_pretrain.py --data_dir records/ --config configs/pretrain.yaml --device_target GPU
+
+--train_minutes M (instead of --train_steps / --epoch_size) sets the run's length, and so its learning-rate
+schedule, from a time budget, as Izsak et al. (2021) do: after the checks, a probe train cell around the network
+(the run's optimizer, loss scale, accumulation, sinking) trains 2 steps, which compile the graphs and are not timed,
+then 8 timed steps on the run's first batches (each count rounded up to whole sinks and accumulation windows);
+seconds_per_step = (clock at the end of the last step - clock at the end of step 2) / 8, and the run trains
+floor(60 * M / seconds_per_step) steps (rounded down to whole sinks), with warmup and cooldown over them. The
+probe's weight changes are undone and the run starts at step 1 from the same weights, with its own compilation
+(not counted in M, nor are the record checks before it, nor the log and checkpoint writing). The step count is
+printed; a resumed run passes it as --train_steps (a resume refuses --train_minutes: its schedule is fixed).
 """
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ from src.cli import ArgumentParser, check_minimums, run_cli
 from src.config import load_bert_config, load_run_config, str2bool
 from src.data.datasets import RecordSource, check_records, record_batches
 from src.files.paths import check_apart
+from src.files.staging import read_manifest
 from src.model.pretraining import BertNetworkWithLoss
 from src.train.distributed import compute_type_for_device, setup_device
 from src.train.loop import CheckpointPolicy, sinks, train
@@ -39,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save_checkpoint_steps", type=int, default=1000)
     parser.add_argument("--save_checkpoint_num", type=int, default=1)
     parser.add_argument("--train_steps", type=int, default=-1, help="stop after this many steps (-1: epochs)")
+    parser.add_argument("--train_minutes", type=float, default=0,
+                        help="train as many steps as fit in M minutes, measured at the start (see the module "
+                             "docstring); the schedule ends there. 0: off")
     parser.add_argument("--data_dir", default="")
     parser.add_argument("--schema_dir", default="", help="schema json of TFRecords (optional)")
     parser.add_argument("--dataset_format", choices=("tfrecord", "mindrecord"), default="tfrecord")
@@ -54,6 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_objective_fits_records(objective: str, data_dir: str, config: str) -> None:
+    """Refuses the NSP term on records whose manifest says they hold no NSP pairs (next_sentence_labels all 0)."""
+    manifest = read_manifest(data_dir) if Path(data_dir).is_dir() else None
+    if objective == "mlm_nsp" and manifest and manifest.get("settings", {}).get("next_sentence") is False:
+        raise ValueError(f"{data_dir} holds records made without NSP pairs (create_pretraining_data.py "
+                         f"--next_sentence false, says its manifest.json) but run config {config} trains the NSP "
+                         f"term: set objective: mlm in {config}, or re-create the records with --next_sentence true")
+
+
 def run(args: argparse.Namespace) -> Path | None:
     """Pretrain; returns the last checkpoint written (None when saving is off)."""
     if not args.data_dir:
@@ -64,11 +87,18 @@ def run(args: argparse.Namespace) -> Path | None:
     if args.train_steps == 0 or args.train_steps < -1:
         raise ValueError(f"--train_steps {args.train_steps} is out of range: pass at least 1, or -1 to train "
                          f"--epoch_size epochs")
+    if not 0 <= args.train_minutes < float("inf") or (args.train_minutes and args.train_steps != -1):
+        raise ValueError(f"--train_minutes {args.train_minutes} is out of range: pass minutes above 0 (0: off), "
+                         f"without --train_steps")
+    if args.train_minutes and args.distribute:
+        raise ValueError("--train_minutes is for one device: data-parallel ranks would each measure their own step "
+                         "count; pass --train_steps (a one-device run with --train_minutes prints one)")
     save_dir = Path(args.save_checkpoint_path or ".")
     check_apart({"--output_dir": args.output_dir, "--save_checkpoint_path": save_dir},
                 {"--data_dir": args.data_dir, "--schema_dir": args.schema_dir})
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
-    bert_config = load_bert_config(run_config.bert_network)
+    check_objective_fits_records(run_config.objective, args.data_dir, args.config)
+    bert_config = run_config.model_config(load_bert_config(run_config.bert_network))
     if args.check_only and args.distribute:  # the launcher's check: rank 0 of --device_num, no collective
         check_minimums(args, device_num=1)
         (rank, _), device_num = setup_device(args.device_target, args.device_id), args.device_num
@@ -77,7 +107,7 @@ def run(args: argparse.Namespace) -> Path | None:
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
     bert_config = compute_type_for_device(bert_config)
-    network = BertNetworkWithLoss(bert_config)
+    network = BertNetworkWithLoss(bert_config, run_config.objective)
     source = RecordSource(args.data_dir, args.dataset_format, args.schema_dir or None)
     check_records(source, model=bert_config)
     batches = record_batches(source, batch_size=run_config.batch_size, shuffle=args.do_shuffle,
@@ -96,7 +126,8 @@ def run(args: argparse.Namespace) -> Path | None:
                  checkpoints=checkpoints, resume_from=args.load_checkpoint_path,
                  accumulation_steps=args.accumulation_steps, loss_scaling=args.enable_lossscale,
                  data_sink=args.enable_data_sink, sink_steps=args.data_sink_steps, devices=device_num,
-                 data_source=f"data_dir {args.data_dir}", check_only=args.check_only)
+                 data_source=f"data_dir {args.data_dir}", check_only=args.check_only,
+                 minutes=args.train_minutes or None)
 
 
 def pretrain(argv: list[str]) -> Path | None:

@@ -202,6 +202,8 @@ class LossScaleSettings:
 
 
 CLASSIFIER_POOLINGS = ("cls", "mean")
+OBJECTIVES = ("mlm_nsp", "mlm")  # the pretraining loss: masked LM + next sentence prediction, or masked LM alone
+LR_SCHEDULES = ("polynomial", "linear", "cosine")  # after the warmup (src/train/optim.py)
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,12 @@ class RunConfig:
     warmup_proportion, when set, replaces the optimizer's warmup_steps by that share of the run's updates
     (the model zoo's finetuning uses 10%). classifier_pooling "mean" feeds the classification head the mean of
     the token outputs instead of the [CLS] pooler, which only NSP trains (Sentence-BERT's choice).
+
+    The budget recipes (docs/pretraining.md#budget-recipes), each off by default:
+    objective "mlm" (pretraining only) trains without the NSP term; dropout false trains with the model's dropout
+    probabilities at 0 (the model YAML keeps them, so a finetuning run whose config leaves dropout on has them);
+    lr_schedule "linear" or "cosine" cools the learning rate down from its peak after the warmup to
+    end_learning_rate at the run's last step, where "polynomial" is the zoo's decay.
     """
 
     bert_network: str = "base"
@@ -224,13 +232,26 @@ class RunConfig:
     shuffle_buffer: int = 10000
     warmup_proportion: float | None = None
     classifier_pooling: str = "cls"  # what the classification head reads: "cls" (pooler) or "mean" of the tokens
+    objective: str = "mlm_nsp"
+    dropout: bool = True
+    lr_schedule: str = "polynomial"
 
     def __post_init__(self) -> None:
         require_ranges(self, positive=("batch_size", "clip_norm", "shuffle_buffer"))
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective '{self.objective}' is not one of {', '.join(OBJECTIVES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule '{self.lr_schedule}' is not one of {', '.join(LR_SCHEDULES)}")
+        if not isinstance(self.dropout, bool):
+            raise ValueError(f"dropout {self.dropout!r} is not true or false")
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of {CLASSIFIER_POOLINGS}")
         if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
             raise ValueError(f"warmup_proportion {self.warmup_proportion} is out of range: pass a share in [0, 1]")
+
+    def model_config(self, config: BertConfig) -> BertConfig:
+        """The model as this run trains it: dropout off when the run config says dropout: false."""
+        return config if self.dropout else config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
     def optimizer_settings(self, total_updates: int) -> OptimizerSettings:
         if self.optimizer not in self.optimizers:

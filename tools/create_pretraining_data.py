@@ -9,6 +9,10 @@ them from a Wikipedia dump). Flags and defaults are those of google-research/ber
 The corpus is streamed in chunks of --docs_per_shard documents; each chunk becomes one shard, made by one of
 --processes worker processes with its own seed, so memory stays bounded by the chunk size whatever the corpus
 size, and the output is byte-identical for a given seed whatever the number of processes.
+
+--next_sentence false writes records without NSP pairs (one contiguous segment of a document filling each record,
+next_sentence_labels 0; the manifest's settings say so) for an MLM-only run (objective: mlm); --masked_lm_prob goes
+up to 0.4, with --max_predictions_per_seq following it (docs/pretraining.md#budget-recipes).
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ from src.data.tokenization import FullTokenizer
 from src.files.paths import check_apart
 from src.files.staging import file_sha256, finish_output, staged_output
 from src.preemption import worker_ignores_signals
+
+MAX_MASKED_LM_PROB = 0.4  # the highest rate measured to help (Wettig et al. 2022)
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chinese_word_segmentation", type=str2bool, default=False,
                         help="with --do_whole_word_mask: find Chinese word boundaries with jieba")
     parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
+    parser.add_argument("--max_predictions_per_seq", type=int, default=None,
+                        help="default: 20 (Google's) for a --masked_lm_prob up to 0.15; above it, the rate's budget "
+                             "for a full record, round(max_seq_length x masked_lm_prob)")
     parser.add_argument("--random_seed", type=int, default=12345)
     parser.add_argument("--dupe_factor", type=int, default=10)
-    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15,
+                        help=f"share of a record's tokens masked, in (0, {MAX_MASKED_LM_PROB}] (Wettig et al. 2022: "
+                             f"0.4 beats 0.15)")
+    parser.add_argument("--next_sentence", type=str2bool, default=True,
+                        help="true: Google's NSP sentence pairs; false: MLM only, one contiguous segment of a "
+                             "document filling each record, next_sentence_labels 0 (the manifest records it; train "
+                             "on them with objective: mlm)")
     parser.add_argument("--short_seq_prob", type=float, default=0.1)
     parser.add_argument("--random_draws", choices=("google", "numpy"), default="google",
                         help="google: Python's random draws in the order of Google's script (its instances, byte for "
@@ -183,11 +197,25 @@ def check_vocab_fits(vocab_size: int, config: BertConfig, vocab_file: str, confi
                          f"vocab_size {config.vocab_size}: use a config whose vocab_size is at least {vocab_size}")
 
 
+def full_record_budget(args: argparse.Namespace) -> int:
+    """Google's count of masked tokens for a record of max_seq_length tokens."""
+    return max(1, int(round(args.max_seq_length * args.masked_lm_prob)))
+
+
 def check_settings(args: argparse.Namespace) -> None:
+    """Checks the flags; sets max_predictions_per_seq when not given (it follows a masked_lm_prob above 0.15)."""
+    if not 0 < args.masked_lm_prob <= MAX_MASKED_LM_PROB:
+        raise ValueError(f"--masked_lm_prob {args.masked_lm_prob} is out of range: pass a share in "
+                         f"(0, {MAX_MASKED_LM_PROB}] (0.15 is BERT's, 0.4 Wettig et al.'s)")
+    if not 0 <= args.short_seq_prob <= 1:
+        raise ValueError(f"--short_seq_prob {args.short_seq_prob} is out of range: pass a probability in [0, 1]")
+    if args.max_predictions_per_seq is None:
+        args.max_predictions_per_seq = 20 if args.masked_lm_prob <= 0.15 else full_record_budget(args)
     check_minimums(args, max_seq_length=8, max_predictions_per_seq=1, dupe_factor=1, docs_per_shard=1, processes=1)
-    for name in ("masked_lm_prob", "short_seq_prob"):
-        if not 0 <= getattr(args, name) <= 1 or (name == "masked_lm_prob" and args.masked_lm_prob == 0):
-            raise ValueError(f"--{name} {getattr(args, name)} is out of range: pass a probability in (0, 1]")
+    if args.masked_lm_prob > 0.15 and args.max_predictions_per_seq < full_record_budget(args):
+        raise ValueError(f"--max_predictions_per_seq {args.max_predictions_per_seq} would cap --masked_lm_prob "
+                         f"{args.masked_lm_prob} at {args.max_predictions_per_seq} of {args.max_seq_length} tokens: "
+                         f"pass at least {full_record_budget(args)}, or leave it out to follow the rate")
 
 
 def create(argv: list[str]) -> None:
@@ -195,7 +223,7 @@ def create(argv: list[str]) -> None:
     args = parse_args(argv)
     check_settings(args)
     options = MaskingOptions(args.max_seq_length, args.short_seq_prob, args.masked_lm_prob,
-                             args.max_predictions_per_seq, args.do_whole_word_mask)
+                             args.max_predictions_per_seq, args.do_whole_word_mask, args.next_sentence)
     vocab_size = len(FullTokenizer(args.vocab_file, args.do_lower_case).vocab)
     if args.config:
         check_vocab_fits(vocab_size, load_bert_config(args.config), args.vocab_file, args.config)

@@ -31,11 +31,15 @@ class TrainingInstance:
 
 @dataclass(frozen=True)
 class MaskingOptions:
+    """How instances are cut and masked. next_sentence False: one contiguous segment per record, no NSP pairs
+    (contiguous_segments), next_sentence_labels 0."""
+
     max_seq_length: int = 128
     short_seq_prob: float = 0.1
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     do_whole_word_mask: bool = False
+    next_sentence: bool = True
 
 
 def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: random.Random) -> None:
@@ -152,6 +156,50 @@ def pair_segments(sentence_lengths: Sequence[Sequence[int]], document_index: int
         i += 1
 
 
+def contiguous_segments(cut_points: np.ndarray, length: int, options: MaskingOptions,
+                        rng: random.Random) -> list[tuple[int, int]]:
+    """Without NSP pairs (options.next_sentence False): one document's `length` tokens laid end to end, cut into
+    consecutive windows that fill a record ([CLS] window [SEP]: max_seq_length - 2 tokens) or, with
+    short_seq_prob, a random shorter length (2 .. max_seq_length - 2) drawn once for the document as Google draws
+    its target length. Each cut moves back to the last word start (cut_points: the sorted token indices where a
+    word starts) so no word is split across records, unless one word is longer than the window; the document's
+    last window holds what is left. Returns (first token, token count) for each window, in order.
+    """
+    target_length = options.max_seq_length - 2
+    if rng.random() < options.short_seq_prob:
+        target_length = rng.randint(2, target_length)
+    spans, start = [], 0
+    while start < length:
+        end = min(start + target_length, length)
+        if end < length:
+            last = int(np.searchsorted(cut_points, end, side="right")) - 1  # the last word start at or before end
+            if last >= 0 and cut_points[last] > start:
+                end = int(cut_points[last])
+        spans.append((start, end - start))
+        start = end
+    return spans
+
+
+def contiguous_instances(all_documents: Sequence[Sequence[list[str]]], document_index: int,
+                         options: MaskingOptions, vocab_words: Sequence[str], rng: random.Random,
+                         all_word_starts: Sequence[Sequence[list[bool]]] | None = None) -> list[TrainingInstance]:
+    """Masked instances without NSP from one document: its contiguous_segments, each [CLS] tokens [SEP] in segment
+    0, masked as Google masks a pair, with is_random_next False. A word starts at a piece without "##" (and, with
+    all_word_starts, where the Chinese segmenter says so)."""
+    tokens = [token for sentence in all_documents[document_index] for token in sentence]
+    flags = [flag for sentence in all_word_starts[document_index] for flag in sentence] \
+        if all_word_starts is not None else None
+    cut_points = np.array([index for index, token in enumerate(tokens)
+                           if not token.startswith("##") and (flags is None or flags[index])], np.int64)
+    instances = []
+    for start, count in contiguous_segments(cut_points, len(tokens), options, rng):
+        window = [CLS] + tokens[start:start + count] + [SEP]
+        word_starts = [True] + flags[start:start + count] + [True] if flags is not None else None
+        window_tokens, positions, labels = create_masked_lm_predictions(window, options, vocab_words, rng, word_starts)
+        instances.append(TrainingInstance(window_tokens, [0] * len(window), positions, labels, False))
+    return instances
+
+
 def create_instances_from_document(all_documents: Sequence[Sequence[list[str]]], document_index: int,
                                    options: MaskingOptions, vocab_words: Sequence[str], rng: random.Random,
                                    all_word_starts: Sequence[Sequence[list[bool]]] | None = None,
@@ -161,7 +209,10 @@ def create_instances_from_document(all_documents: Sequence[Sequence[list[str]]],
     name: pairs, truncation, masking, one pair at a time with the same rng.
 
     all_word_starts mirrors all_documents with per-token word-start flags, for Chinese whole-word masking.
+    Without NSP (options.next_sentence False), contiguous_instances instead.
     """
+    if not options.next_sentence:
+        return contiguous_instances(all_documents, document_index, options, vocab_words, rng, all_word_starts)
     if sentence_lengths is None:
         sentence_lengths = [[len(sentence) for sentence in document] for document in all_documents]
 

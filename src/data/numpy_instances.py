@@ -10,6 +10,8 @@ Each step of Google's procedure, and how it is drawn here with the same distribu
   the budget, min(max_predictions_per_seq, max(1, round(masked_lm_prob x length))). Here each word gets a uniform
   key and the words are taken in key order under the same rule, for all instances at once;
 - replacement: [MASK] with probability 0.8, the original token 0.1, a uniform vocabulary token 0.1.
+Without NSP pairs (next_sentence False) the windows are those of instances.contiguous_segments (Python's
+random), with no truncation; masking and replacement as above.
 The instances differ from Google's for the same seed; tests/test_google_records.py holds their statistics to
 Google's records.
 """
@@ -20,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from src.data.instances import CLS, MASK, SEP, MaskingOptions, pair_segments, shuffled_documents
+from src.data.instances import CLS, MASK, SEP, MaskingOptions, contiguous_segments, pair_segments, shuffled_documents
 
 Columns = dict[str, np.ndarray]
 
@@ -57,6 +59,21 @@ def segment_pairs(sentence_lengths: list[list[int]], options: MaskingOptions, rn
                 rows.append((start_a, offsets[doc_a][part_a[-1][1] + 1] - start_a,
                              start_b, offsets[doc_b][part_b[-1][1] + 1] - start_b, is_random_next))
     return np.array(rows, np.int64).reshape(-1, 5)
+
+
+def contiguous_rows(document_lengths: Sequence[int], word_start: np.ndarray, options: MaskingOptions,
+                    rng: random.Random, dupe_factor: int) -> np.ndarray:
+    """Without NSP pairs: each document's windows (instances.contiguous_segments, Python's random) over
+    dupe_factor passes, one row [start, length] a window of the documents' tokens laid end to end; word_start
+    [tokens] says where a window may begin."""
+    offsets = np.concatenate([[0], np.cumsum(document_lengths, dtype=np.int64)])
+    cut_points = [np.flatnonzero(word_start[offsets[d]:offsets[d + 1]]) for d in range(len(document_lengths))]
+    rows = []
+    for _ in range(dupe_factor):
+        for document_index, length in enumerate(document_lengths):
+            rows.extend((offsets[document_index] + start, count)
+                        for start, count in contiguous_segments(cut_points[document_index], length, options, rng))
+    return np.array(rows, np.int64).reshape(-1, 2)
 
 
 def choose_masked(candidates: np.ndarray, word_starts: np.ndarray | None, budget: np.ndarray,
@@ -122,13 +139,24 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
     lengths = [[len(sentence) for sentence in document] for document in sentences]
     # every token id laid end to end, and a [0] so that no shard's array is empty
     ids = np.concatenate([*(s for document in sentences for s in document), [0]], dtype=np.int32)
-    pairs = segment_pairs(lengths, options, rng, dupe_factor)
-    start_a, length_a, start_b, length_b, random_next = pairs.T
-    from_a, from_b = truncation_counts(length_a, length_b, options.max_seq_length - 3)
-    start_a = start_a + generator.binomial(from_a, 0.5)
-    start_b = start_b + generator.binomial(from_b, 0.5)
-    length_a, length_b = length_a - from_a, length_b - from_b
-    kept = np.flatnonzero((length_a > 0) & (length_b > 0))
+    token_of = {token: index for index, token in enumerate(vocab_words)}
+    continues = np.array([word.startswith("##") for word in vocab_words])
+    if options.next_sentence:
+        pairs = segment_pairs(lengths, options, rng, dupe_factor)
+        start_a, length_a, start_b, length_b, random_next = pairs.T
+        from_a, from_b = truncation_counts(length_a, length_b, options.max_seq_length - 3)
+        start_a = start_a + generator.binomial(from_a, 0.5)
+        start_b = start_b + generator.binomial(from_b, 0.5)
+        length_a, length_b = length_a - from_a, length_b - from_b
+        kept = np.flatnonzero((length_a > 0) & (length_b > 0))
+    else:  # one contiguous segment a record, in segment A; B empty, next_sentence_labels 0
+        word_start = ~continues[ids[:-1]]
+        if word_starts is not None:
+            word_start &= np.concatenate([*(f for d in order for f in word_starts[d]), np.ones(0, bool)])
+        start_a, length_a = contiguous_rows([sum(document) for document in lengths], word_start, options, rng,
+                                            dupe_factor).T
+        start_b, length_b, random_next = (np.zeros_like(start_a) for _ in range(3))
+        kept = np.arange(len(start_a))
     kept = kept[generator.permutation(len(kept))]  # the instances in random order, as Google's script shuffles them
     start_a, length_a, start_b, length_b, random_next = (column[kept] for column in
                                                          (start_a, length_a, start_b, length_b, random_next))
@@ -136,11 +164,10 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
     width = options.max_seq_length
     column = np.arange(width)[None, :]
     length_a, length_b = length_a[:, None], length_b[:, None]
-    length = length_a + length_b + 3
+    length = length_a + length_b + (3 if options.next_sentence else 2)  # [CLS] A [SEP] B [SEP], or [CLS] A [SEP]
     in_a = (column >= 1) & (column <= length_a)
     in_b = (column >= length_a + 2) & (column < length - 1)
     source = np.where(in_a, start_a[:, None] + column - 1, np.where(in_b, start_b[:, None] + column - length_a - 2, 0))
-    token_of = {token: index for index, token in enumerate(vocab_words)}
     tokens = np.where(in_a | in_b, ids[source], 0)
     rows = np.arange(len(tokens))[:, None]
     tokens[:, 0] = token_of[CLS]
@@ -149,7 +176,6 @@ def create_instance_columns(sentences: list[list[np.ndarray]], options: MaskingO
 
     starts = None
     if options.do_whole_word_mask:
-        continues = np.array([word.startswith("##") for word in vocab_words])
         starts = ~continues[tokens]
         if word_starts is not None:
             flags = np.concatenate([*(f for d in order for f in word_starts[d]), [True]])

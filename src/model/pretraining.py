@@ -10,7 +10,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from src.config import BertConfig
+from src.config import OBJECTIVES, BertConfig
 from src.model.bert import BertModel
 from src.model.kernels.activations import activation
 from src.model.kernels.layer_norm import LayerNorm
@@ -84,29 +84,48 @@ class BertForPreTraining(nn.Cell):
                         masked_lm_positions)
 
 
-def pretraining_loss(prediction_scores: Tensor, seq_relationship_score: Tensor, masked_lm_ids: Tensor,
-                     masked_lm_weights: Tensor, next_sentence_labels: Tensor) -> Tensor:
-    """The model zoo's loss: sum(w * nll) / (sum(w) + 1e-5) over masked positions, plus mean NSP nll.
-
-    masked_lm_weights is 0 for the padding slots of masked_lm_positions, so they do not count.
-    """
+def masked_lm_loss(prediction_scores: Tensor, masked_lm_ids: Tensor, masked_lm_weights: Tensor) -> Tensor:
+    """sum(w * nll) / (sum(w) + 1e-5) over the masked positions [batch * max_predictions]; masked_lm_weights is
+    0 for the padding slots of masked_lm_positions, so they do not count."""
     mlm_log_probs = ops.log_softmax(prediction_scores, axis=-1)
     mlm_nll = -ops.gather_elements(mlm_log_probs, 1, masked_lm_ids.reshape(-1, 1).astype(ms.int32)).reshape(-1)
     weights = masked_lm_weights.reshape(-1).astype(ms.float32)
-    mlm_loss = (mlm_nll * weights).sum() / (weights.sum() + 1e-5)
+    return (mlm_nll * weights).sum() / (weights.sum() + 1e-5)
+
+
+def pretraining_loss(prediction_scores: Tensor, seq_relationship_score: Tensor, masked_lm_ids: Tensor,
+                     masked_lm_weights: Tensor, next_sentence_labels: Tensor) -> Tensor:
+    """The model zoo's loss: masked_lm_loss plus the mean NSP nll over the batch."""
     nsp_log_probs = ops.log_softmax(seq_relationship_score, axis=-1)
     nsp_nll = -ops.gather_elements(nsp_log_probs, 1, next_sentence_labels.reshape(-1, 1).astype(ms.int32))
-    return mlm_loss + nsp_nll.mean()
+    return masked_lm_loss(prediction_scores, masked_lm_ids, masked_lm_weights) + nsp_nll.mean()
 
 
 class BertNetworkWithLoss(BertForPreTraining):
     """Pretraining network returning the scalar loss; inputs in the order of the pretraining records.
 
-    A subclass rather than a wrapper, so its parameter names are those of BertForPreTraining.
+    A subclass rather than a wrapper, so its parameter names are those of BertForPreTraining. objective "mlm"
+    drops the NSP term (Cramming; RoBERTa): the loss is masked_lm_loss alone, and the pooler and NSP head, which
+    it no longer reaches, are left out of training (requires_grad False: a decaying optimizer would otherwise
+    shrink them towards zero on zero gradients) but kept in the checkpoints at their initial values.
     """
+
+    def __init__(self, config: BertConfig, objective: str = "mlm_nsp") -> None:
+        super().__init__(config)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
+        self.next_sentence = objective == "mlm_nsp"
+        if not self.next_sentence:
+            for parameter in (*self.bert.pooler.get_parameters(), *self.cls.seq_relationship.get_parameters()):
+                parameter.requires_grad = False
 
     def construct(self, input_ids: Tensor, input_mask: Tensor, token_type_ids: Tensor, next_sentence_labels: Tensor,
                   masked_lm_positions: Tensor, masked_lm_ids: Tensor, masked_lm_weights: Tensor) -> Tensor:
+        if not self.next_sentence:  # the MLM head alone: the pooler and NSP head are not computed
+            sequence_output, _ = self.bert(input_ids, token_type_ids, input_mask)
+            prediction_scores = self.cls.predictions(gather_positions(sequence_output, masked_lm_positions),
+                                                     self.bert.embeddings.word_embeddings.weight)
+            return masked_lm_loss(prediction_scores, masked_lm_ids, masked_lm_weights)
         prediction_scores, seq_relationship_score = super().construct(input_ids, input_mask, token_type_ids,
                                                                       masked_lm_positions)
         return pretraining_loss(prediction_scores, seq_relationship_score, masked_lm_ids, masked_lm_weights,

@@ -80,12 +80,15 @@ def prepare(args: argparse.Namespace) -> tuple[RunConfig, BertConfig]:
                  "--save_finetune_checkpoint_path": args.save_finetune_checkpoint_path},
                 {flag: getattr(args, flag.lstrip("-"), "") for flag in TASK_INPUTS})
     run_config = load_run_config(args.config, bert_network=args.bert_network or None)
+    if run_config.objective != RunConfig.objective:
+        raise ValueError(f"run config {args.config} sets objective '{run_config.objective}', which only "
+                         f"pretraining reads (run_pretrain.py): remove it")
     if args.seed is not None:
         run_config = dataclasses.replace(run_config, seed=args.seed)
     setup_device(args.device_target, args.device_id)
     ms.set_seed(run_config.seed)
     ms.dataset.config.set_seed(run_config.seed)
-    return run_config, compute_type_for_device(load_bert_config(run_config.bert_network))
+    return run_config, compute_type_for_device(run_config.model_config(load_bert_config(run_config.bert_network)))
 
 
 def check_labels(path: str | Path, dataset_format: str, num_labels: int) -> None:

@@ -4,6 +4,9 @@ One function, train(), shared by pretraining and every finetuning task.
 """
 from __future__ import annotations
 
+import copy
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -123,11 +126,82 @@ def build_train_cell(network: nn.Cell, run_config: RunConfig, total_steps: int, 
     """The optimizer (its schedule over the run's optimizer steps) and the train-one-step cell around network."""
     updates = total_steps // accumulation_steps
     optimizer = create_optimizer(run_config.optimizer, run_config.optimizer_settings(updates),
-                                 network.trainable_params(), decay_steps=max(updates, 1))
+                                 network.trainable_params(), decay_steps=max(updates, 1),
+                                 lr_schedule=run_config.lr_schedule)
     train_cell = TrainOneStepCell(network, optimizer, run_config.loss_scale if loss_scaling else None,
                                   run_config.clip_norm, accumulation_steps)
     train_cell.set_train()
     return train_cell
+
+
+PROBE_SKIPPED_STEPS = 2  # the first compiles the graphs, the second still allocates: not timed
+PROBE_TIMED_STEPS = 8
+
+
+class StepClock(Callback):
+    """(step reached, clock reading) at the end of every step (with data sinking: of every sink)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.readings: list[tuple[int, float]] = []
+
+    def on_train_step_end(self, run_context) -> None:
+        self.readings.append((run_context.original_args().cur_step_num, self.clock()))
+
+
+def measure_seconds_per_step(train_cell: nn.Cell, dataset, skipped: int, timed: int, data_sink: bool = False,
+                             sink_steps: int = 1, clock: Callable[[], float] | None = None) -> float:
+    """Trains skipped + timed steps; returns the mean time of the timed ones: (clock at the last step's end - clock
+    at the end of step `skipped`) / the steps between them. clock: time.perf_counter unless given."""
+    timer = StepClock(clock or time.perf_counter)
+    fit(train_cell, dataset, skipped + timed, [timer], data_sink, sink_steps)
+    start_step, start_time = next(reading for reading in timer.readings if reading[0] >= skipped)
+    last_step, last_time = timer.readings[-1]
+    if last_step <= start_step:
+        raise ValueError(f"the step-time probe ran {last_step} steps, fewer than the {skipped + timed} it needs")
+    return (last_time - start_time) / (last_step - start_step)
+
+
+def steps_in_minutes(minutes: float, seconds_per_step: float, multiple: int = 1) -> int:
+    """The whole steps of seconds_per_step that fit in `minutes`, rounded down to a multiple of `multiple` (and at
+    least one multiple)."""
+    steps = int(minutes * 60.0 / seconds_per_step) if seconds_per_step > 0 else multiple
+    return max(multiple, steps - steps % multiple)
+
+
+def pipeline_copy(batches: Batches, epochs: int) -> ms.dataset.Dataset:
+    """`epochs` epochs of the batches through a copy of their pipeline (as MindSpore copies a pipeline to run it):
+    a node added to the original (repeat, take) would give it two consumers, which MindSpore refuses when the run
+    then builds its own."""
+    original = batches.dataset
+    consumers, original.parent = original.parent, []
+    try:
+        dataset = copy.deepcopy(original)
+    finally:
+        original.parent = consumers
+    return dataset.repeat(epochs) if epochs > 1 else dataset
+
+
+def budget_steps(network: nn.Cell, run_config: RunConfig, batches: Batches, minutes: float, *,
+                 accumulation_steps: int = 1, loss_scaling: bool = True, data_sink: bool = False,
+                 sink_steps: int = 1, clock: Callable[[], float] | None = None) -> tuple[int, float]:
+    """The steps that `minutes` of training hold (--train_minutes), measured as Izsak et al. (2021) set a
+    schedule from a time budget: a probe train cell around network (the run's optimizer, loss scale, accumulation
+    and sinking) trains PROBE_SKIPPED_STEPS steps, which compile, then PROBE_TIMED_STEPS timed ones on the run's
+    first batches (both rounded up to whole sinks and accumulation windows); the steps are
+    floor(60 * minutes / mean timed step time), rounded down to whole sinks. The network's weights are put back as
+    they were and the probe is dropped. Returns (steps, seconds per step)."""
+    sink = sink_steps if sinks(data_sink) else 1
+    unit = math.lcm(sink, accumulation_steps)
+    skipped, timed = (unit * -(-count // unit) for count in (PROBE_SKIPPED_STEPS, PROBE_TIMED_STEPS))
+    weights = {parameter.name: parameter.data.asnumpy().copy() for parameter in network.get_parameters()}
+    probe = build_train_cell(network, run_config, skipped + timed, accumulation_steps, loss_scaling)
+    dataset = pipeline_copy(batches, -(-(skipped + timed) // batches.per_epoch))
+    seconds = measure_seconds_per_step(probe, dataset, skipped, timed, data_sink, sink_steps, clock)
+    for parameter in network.get_parameters():
+        parameter.set_data(ms.Tensor(weights[parameter.name]))
+    return steps_in_minutes(minutes, seconds, sink), seconds
 
 
 def fit_until_stopped(train_cell: nn.Cell, dataset, steps: int, progress: Progress, callbacks: list[Callback],
@@ -161,7 +235,7 @@ def train(network: nn.Cell, run_config: RunConfig, batches: Batches, *, total_st
           checkpoints: CheckpointPolicy | None, resume_from: str | Path = "", accumulation_steps: int = 1,
           loss_scaling: bool = True, data_sink: bool = False, sink_steps: int = 1, devices: int = 1,
           data_source: str = "", describe: Callable[[Path, str], None] | None = None,
-          check_only: bool = False) -> Path | None:
+          check_only: bool = False, minutes: float | None = None) -> Path | None:
     """Train network (it returns the scalar loss) for total_steps calls; returns the last checkpoint written.
 
     Args:
@@ -174,6 +248,9 @@ def train(network: nn.Cell, run_config: RunConfig, batches: Batches, *, total_st
             training (finetuning: src/tasks/task_card.py).
         check_only: every check up to the first step (directories, locks, checkpoint room, resume point), then
             return None without training or writing.
+        minutes: a budget of training time (run_pretrain.py --train_minutes): total_steps is replaced by the
+            steps that budget_steps measures fit in it, before the run's train cell and schedule are built (not
+            with check_only); a new run only, since a resumed one must keep its schedule.
 
     The run locks its directories and writes only its own files (src/files/run_files.py).
     """
@@ -190,11 +267,20 @@ def train(network: nn.Cell, run_config: RunConfig, batches: Batches, *, total_st
         files = plan_run_files(checkpoint_dir, prefix, output_dir, resume_path)
         if describe is not None and checkpoint_dir is not None and not check_only:
             describe(checkpoint_dir, files.checkpoint_prefix)
+        if minutes and not check_only:
+            total_steps, seconds = budget_steps(network, run_config, batches, minutes,
+                                                accumulation_steps=accumulation_steps, loss_scaling=loss_scaling,
+                                                data_sink=data_sink, sink_steps=sink_steps)
+            print(f"--train_minutes {minutes:g}: {seconds:.4f} s a step after compilation -> {total_steps} steps "
+                  f"(to resume this run, pass --train_steps {total_steps})", flush=True)
         train_cell = build_train_cell(network, run_config, total_steps, accumulation_steps, loss_scaling)
         optimizer = train_cell.optimizer
         if checkpoint_dir is not None:  # room for one checkpoint, before the first step rather than at the first save
             check_room_for_checkpoints(checkpoint_dir, train_cell, checkpoints.flag)
         start_step = resume(train_cell, network, resume_path) if resume_path else 0
+        if minutes and start_step:
+            raise ValueError(f"--train_minutes sets the schedule of a new run, but checkpoint {resume_path} resumes "
+                             f"one at step {start_step}: resume with --train_steps, the steps its first run printed")
         if start_step >= total_steps:
             raise ValueError(f"checkpoint {resume_path} is at step {start_step}, at or past this run's last step "
                              f"{total_steps}: nothing to train; raise --train_steps / --epoch_size to go on")
@@ -203,7 +289,8 @@ def train(network: nn.Cell, run_config: RunConfig, batches: Batches, *, total_st
         steps_per_epoch = batches.per_epoch
         dataset = batches.epochs(-(-total_steps // steps_per_epoch), start_step)
         if check_only:
-            print(f"checks passed: {run_config.bert_network}, steps {start_step + 1}..{total_steps}, logs in "
+            steps = f"the steps of {minutes:g} minutes" if minutes else f"steps {start_step + 1}..{total_steps}"
+            print(f"checks passed: {run_config.bert_network}, {steps}, logs in "
                   f"{output_dir}{f', checkpoints in {checkpoint_dir}' if checkpoint_dir else ''}", flush=True)
             return None
         callbacks: list[Callback] = [TrainingLogger(steps_per_epoch, start_step, run_config.batch_size * devices,

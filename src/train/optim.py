@@ -1,4 +1,5 @@
-"""Optimizers (Lamb, AdamWeightDecay, Momentum) with warmup + polynomial-decay learning rate.
+"""Optimizers (Lamb, AdamWeightDecay, Momentum) with a warmup, then a polynomial decay or a linear or cosine cooldown
+of the learning rate.
 
 Weight decay skips LayerNorm parameters and biases. MindSpore's nn.Lamb runs a fused kernel that CPU lacks
 ("Unsupported op [Lamb] on CPU"); PortableLamb keeps nn.Lamb's parameters and state names but computes the
@@ -6,6 +7,7 @@ same update from primitive ops, so one optimizer runs on CPU, GPU and Ascend.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import mindspore as ms
@@ -40,8 +42,51 @@ class WarmupPolynomialDecayLR(LearningRateSchedule):
         return ops.select(step < self.warmup_steps, warmup, decayed)
 
 
+class WarmupCooldownLR(LearningRateSchedule):
+    """lr * step / warmup while step < warmup, then a cooldown from lr to end at decay_steps, with
+    p = min(step - warmup, decay_steps - warmup) / (decay_steps - warmup):
+
+        linear:  end + (lr - end) * (1 - p)                  (Izsak et al. 2021; Cramming's one-cycle)
+        cosine:  end + (lr - end) * (1 + cos(pi * p)) / 2
+
+    Unlike WarmupPolynomialDecayLR (the zoo's, whose decay counts from step 0), the cooldown starts at the peak.
+    """
+
+    def __init__(self, learning_rate: float, end_learning_rate: float, warmup_steps: int, decay_steps: int,
+                 shape: str) -> None:
+        super().__init__()
+        if shape not in ("linear", "cosine"):
+            raise ValueError(f"cooldown '{shape}' is not one of linear, cosine")
+        self.learning_rate = learning_rate
+        self.end_learning_rate = end_learning_rate
+        self.warmup_steps = max(warmup_steps, 0)
+        self.cooldown_steps = max(decay_steps - self.warmup_steps, 1)
+        self.cosine = shape == "cosine"
+
+    def construct(self, global_step: Tensor) -> Tensor:
+        step = global_step.astype(ms.float32)
+        progress = ops.clamp(step - self.warmup_steps, 0.0, float(self.cooldown_steps)) / self.cooldown_steps
+        remaining = (1.0 + ops.cos(progress * math.pi)) / 2.0 if self.cosine else 1.0 - progress
+        cooled = (self.learning_rate - self.end_learning_rate) * remaining + self.end_learning_rate
+        if self.warmup_steps == 0:
+            return cooled
+        warmup = self.learning_rate * step / self.warmup_steps
+        return ops.select(step < self.warmup_steps, warmup, cooled)
+
+
+def learning_rate_schedule(kind: str, settings: OptimizerSettings, decay_steps: int) -> LearningRateSchedule:
+    """The run config's lr_schedule over decay_steps optimizer steps: the zoo's polynomial decay, or a linear or
+    cosine cooldown."""
+    if kind == "polynomial":
+        return WarmupPolynomialDecayLR(settings.learning_rate, settings.end_learning_rate, settings.warmup_steps,
+                                       decay_steps, settings.power)
+    return WarmupCooldownLR(settings.learning_rate, settings.end_learning_rate, settings.warmup_steps, decay_steps,
+                            kind)
+
+
 def squared_norm(x: Tensor) -> Tensor:
-    """The sum of x's squares, reduced over the last axis first: one whole-tensor ReduceSum ran 2x slower on CPU."""
+    """The sum of x's squares, reduced over the last axis first: a whole-tensor ReduceSum is slower on CPU
+    (docs/cpu_workarounds.md)."""
     return ops.square(x).sum(-1).sum()
 
 
@@ -49,7 +94,7 @@ def _lamb_update(beta1: Tensor, beta2: Tensor, eps: Tensor, m_correction: Tensor
                  weight_decay: Tensor, param: Parameter, m: Parameter, v: Parameter, gradient: Tensor,
                  decay_flag: bool) -> Tensor:
     """One LAMB step for one parameter (nn.Lamb's documented formula, bias-corrected moments; the corrections
-    1 / (1 - beta^t) come as scalars: a tensor Div costs 4x a Mul on CPU)."""
+    1 / (1 - beta^t) come as scalars: on CPU a tensor Div costs more than a Mul, docs/cpu_workarounds.md)."""
     gradient = gradient.astype(ms.float32)
     next_m = beta1 * m + (1.0 - beta1) * gradient
     next_v = beta2 * v + (1.0 - beta2) * ops.square(gradient)
@@ -91,13 +136,12 @@ def decays(parameter: Parameter) -> bool:
 
 
 def create_optimizer(name: str, settings: OptimizerSettings, parameters: Iterable[Parameter],
-                     decay_steps: int) -> nn.Optimizer:
+                     decay_steps: int, lr_schedule: str = "polynomial") -> nn.Optimizer:
     """The named optimizer over parameters, with weight decay grouped by `decays` and a scheduled lr."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{name}': choose one of {', '.join(OPTIMIZERS)}")
     parameters = list(parameters)
-    schedule = WarmupPolynomialDecayLR(settings.learning_rate, settings.end_learning_rate, settings.warmup_steps,
-                                       decay_steps, settings.power)
+    schedule = learning_rate_schedule(lr_schedule, settings, decay_steps)
     groups = [{"params": [p for p in parameters if decays(p)], "weight_decay": settings.weight_decay},
               {"params": [p for p in parameters if not decays(p)], "weight_decay": 0.0},
               {"order_params": parameters}]

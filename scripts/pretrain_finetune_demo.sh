@@ -21,9 +21,10 @@ export GLOG_v=3  # MindSpore: errors only
 
 # Each stage's title says how long it takes on a 2-core AMD EPYC (AVX2) at these settings; the line after it, how
 # long it took here. Stage times scale with the pretraining steps, the seeds and the labeled sizes.
-# Measured at the quickstart's settings (commit in docs/quickstart.md):
-SPLIT_S=20 SPLIT_SEED_S=5 VOCAB_S=15 RECORDS_S=60 PRETRAIN_START_S=20 PRETRAIN_STEP_MS=300 FINETUNE_RUN_S=40
-FINETUNE_LABEL_MS=60 PREDICT_S=15
+# Measured at the quickstart's settings (docs/quickstart.md): a finetuning run takes FINETUNE_RUN_S plus
+# FINETUNE_LABEL_MS a labeled example
+SPLIT_S=3 SPLIT_SEED_S=1 VOCAB_S=4 RECORDS_S=18 PRETRAIN_START_S=20 PRETRAIN_STEP_MS=135 FINETUNE_RUN_S=52
+FINETUNE_LABEL_MS=10 PREDICT_S=4
 clock() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 STAGE_STARTED=
 stage() {  # stage TITLE EXPECTED_SECONDS
@@ -57,7 +58,7 @@ stage "4/5 pretraining tiny NEZHA for $STEPS steps on CPU (MLM + NSP)" $((PRETRA
 python run_pretrain.py --device_target CPU --config configs/pretrain_demo.yaml \
     --bert_network "$OUT/vocab/model.yaml" --data_dir "$OUT/records" --train_steps "$STEPS" \
     --enable_data_sink true --save_checkpoint_steps "$STEPS" --save_checkpoint_path "$OUT/pretrain" \
-    --output_dir "$OUT/pretrain" | awk 'NR % 250 == 1 || /checkpoint/ {print; fflush()}'
+    --output_dir "$OUT/pretrain" | awk 'NR % 250 == 1 || /checkpoint|^progress/ {print; fflush()}'
 
 stage "5/5 finetuning from the pretrained checkpoint and from random weights, scored on held-out examples" \
     $((SEED_COUNT * TASK_COUNT * (FINETUNE_RUN_S * 2 * $(tr ',' '\n' <<< "$SIZES" | wc -l) + LABELS * FINETUNE_LABEL_MS / 1000)))

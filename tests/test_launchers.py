@@ -4,6 +4,7 @@ non-zero and starts nothing. Paths with spaces and non-ASCII characters go throu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,18 @@ def test_paths_with_spaces_and_non_ascii_characters_go_through(tmp_path, wiki_re
             break
         time.sleep(0.2)
     assert (run_dir / "ckpt_0" / "checkpoint_bert-1_3.ckpt").exists(), (run_dir / "pretraining_log.txt").read_text()
+
+
+def test_the_test_command_fast_tier_selects_every_test_not_marked_slow(tmp_path):
+    """`run_tests.sh --fast` (its set-up, ruff, then pytest -m "not slow"), collection only: every collected test is
+    unmarked by slow, and the slow ones are deselected, not lost."""
+    result = subprocess.run(["bash", str(SCRIPTS / "run_tests.sh"), "--fast", "--collect-only"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "TEST_WORKERS": "0"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All checks passed!" in result.stdout  # ruff ran first
+    summary = result.stdout.strip().splitlines()[-1]
+    selected, total, deselected = (int(n) for n in re.match(r"(\d+)/(\d+) tests collected \((\d+) deselected\)",
+                                                              summary).groups())
+    assert selected + deselected == total and deselected > 0 and selected > 100, summary
+    ids = [line for line in result.stdout.splitlines() if "::" in line]
+    assert len(ids) == selected and not any("test_pretraining_pays_off.py" in line for line in ids)

@@ -1,4 +1,4 @@
-"""Pretraining recipes per minute of compute (issue 23): the demonstration's tiny NEZHA pretrained under the zoo's
+"""Pretraining recipes per minute of compute: the demonstration's tiny NEZHA pretrained under the zoo's
 recipe, each budget option alone and all of them together, for the same wall-clock budget, scored by held-out MLM
 accuracy against minutes of training.
 

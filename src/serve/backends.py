@@ -64,18 +64,9 @@ def bucket_length(longest: int, max_seq_length: int) -> int:
     compiled (9 when max_seq_length is not a multiple of the step) and a row carries fewer than one step of
     padding beyond its batch's longest.
 
-    Why eighths, measured in graph mode on 2 shared cores, batch 32: a first call at a new length costs the
-    compile, 0.97-1.4 s on the tiny preset and 24-38 s on BERT-base, against a batch of 12 ms at 16 tokens to 89 ms
-    at 128 (tiny) and 3.6 s at 32 to 11.8 s at 64 (base), about linear in the length. On the 2,400 shipped reviews
-    at max_seq_length 128, sorted batches of 32 carry 1.16x the tokens of exact padding with multiples of 16 (8
-    lengths), 1.41x with powers of two (4 lengths), 2.63x padded to 128, 1.00x with a shape per exact length (68
-    lengths, 68 compiles). Eighths pay 4 compiles more than powers of two, once per process, and save a sixth of
-    every batch's tokens: on those measures the saving overtakes the compiles from about 2,500 texts on BERT-base
-    and 15,000 on the tiny preset; below that powers of two would be up to ~1.3x faster, above it eighths, and
-    either is well ahead of padding to max_seq_length. A file of thousands of texts and a long-lived process are
-    what predict.py serves, so eighths. MindSpore's dynamic-shape graph (set_inputs with None axes) compiles once
-    but ran a batch 1.3-1.4x slower than the static graph of the same shape (tiny: 16 ms vs 12 at 16 tokens, 115 vs
-    89 at 128), more than the padding it saves."""
+    Eighths, not powers of two or one shape a length: each new shape costs a compile, each padded token a share of
+    the batch, and for the files of thousands of texts predict.py serves eighths cost least; MindSpore's
+    dynamic-shape graph compiles once but runs every batch slower (the measurements: docs/inference.md)."""
     step = 16 * max(1, -(-max_seq_length // (16 * BUCKETS)))
     return min(max_seq_length, step * max(1, -(-longest // step)))
 

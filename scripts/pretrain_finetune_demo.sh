@@ -54,7 +54,7 @@ python tools/create_pretraining_data.py --input_file "$TEXT" --output_dir "$OUT/
     --vocab_file "$OUT/vocab/vocab.txt" --max_seq_length 64 --max_predictions_per_seq 10 --do_whole_word_mask true \
     --chinese_word_segmentation true --dupe_factor 2 --processes 2
 
-stage "4/5 pretraining tiny NEZHA for $STEPS steps on CPU (MLM + NSP)" $((PRETRAIN_START_S + STEPS * PRETRAIN_STEP_MS / 1000))
+stage "4/5 pretraining tiny NEZHA for $STEPS steps on CPU (MLM + NSP, dropout off)" $((PRETRAIN_START_S + STEPS * PRETRAIN_STEP_MS / 1000))
 python run_pretrain.py --device_target CPU --config configs/pretrain_demo.yaml \
     --bert_network "$OUT/vocab/model.yaml" --data_dir "$OUT/records" --train_steps "$STEPS" \
     --enable_data_sink true --save_checkpoint_steps "$STEPS" --save_checkpoint_path "$OUT/pretrain" \

@@ -2,6 +2,7 @@
 checkpoints (labels, CLUENER entities, SQuAD answers), offsets map back to exactly the text; export.py's MindIR and
 ONNX files give the checkpoint graph's outputs on real inputs; bad input ends in one line."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -118,6 +119,114 @@ def test_ner_entities_on_raw_text_match_run_ner_and_map_back_to_the_text(tmp_pat
                          "--output_format", "cluener")
     assert [json.loads(line) for line in out.splitlines()] == \
         [{"id": index, "label": cluener_label(row["entities"])} for index, row in enumerate(rows)]
+
+
+def fused_counts(out):
+    """The op counts export.py printed for onnxruntime's optimizer: {"Attention": 2, ...}."""
+    line = next(line for line in out.splitlines() if "optimizer fused:" in line)
+    return {name: int(count) for count, name in re.findall(r"(\d+) (\w+)", line.split("fused:")[1])}
+
+
+def exports(tmp_path, capsys, run_dir, calibration_file=None):
+    """The optimized float32 ONNX file of run_dir and its int8 file (scored on calibration_file when given):
+    (fused op counts, optimized export's result, int8 export's result)."""
+    flags = ["--ckpt_file", str(run_dir), "--file_format", "ONNX", "--batch_size", "0", "--optimize", "true"]
+    capsys.readouterr()
+    optimized = export.main([*flags, "--file_name", str(tmp_path / "optimized")])
+    counts = fused_counts(capsys.readouterr().out)
+    scoring = ["--calibration_file", str(calibration_file)] if calibration_file else []
+    int8 = export.main([*flags, "--file_name", str(tmp_path / "int8"), "--quantize", "int8", *scoring])
+    return counts, optimized, int8
+
+
+def test_optimized_and_int8_onnx_classifier_on_the_held_out_reviews(tmp_path, capsys, sentiment,
+                                                                     sentiment_classifier):
+    """The finetuned classifier's optimized graph (fusions counted) gives the checkpoint's labels on the 400
+    held-out reviews through predict.py; its int8 file agrees with float32 on at least 97% of them, and the
+    accuracies export.py printed for both are the ones predict.py's labels score against the gold labels."""
+    directory, _ = sentiment
+    run_dir, result = sentiment_classifier
+    dev = directory / "dev.txt"
+    counts, optimized, int8 = exports(tmp_path, capsys, run_dir / "ckpt", dev)
+    assert min(counts[op] for op in ("Attention", "SkipLayerNormalization", "BiasGelu")) > 0, counts
+    assert optimized["max_difference"] < 1e-4
+    rows = {}
+    for name, backend in (("checkpoint", []), ("optimized", ["--backend", "onnx", "--model_file",
+                                                             tmp_path / "optimized.onnx"]),
+                          ("int8", ["--backend", "onnx", "--model_file", tmp_path / "int8.onnx"])):
+        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", run_dir / "ckpt", "--input_format",
+                             "label_text", "--input_file", dev, *backend)
+        rows[name] = [json.loads(line) for line in out.splitlines()]
+    labels = {name: [row["label"] for row in found] for name, found in rows.items()}
+    assert labels["optimized"] == labels["checkpoint"]
+    np.testing.assert_allclose([row["probability"] for row in rows["optimized"]],
+                               [row["probability"] for row in rows["checkpoint"]], atol=1e-4)
+    agreement = np.mean([a == b for a, b in zip(labels["int8"], labels["checkpoint"])])
+    assert agreement >= 0.97, agreement
+    gold = [line.split("\t")[0] for line in dev.read_text(encoding="utf-8").splitlines()]
+    accuracy = {name: float(np.mean([a == b for a, b in zip(found, gold)])) for name, found in labels.items()}
+    assert accuracy["checkpoint"] == pytest.approx(result["accuracy"])
+    score = int8["int8"]
+    assert (score["metric"], score["records"]) == ("accuracy", 400)
+    assert score["int8"] == pytest.approx(accuracy["int8"]) and score["float32"] == pytest.approx(
+        accuracy["optimized"])
+    assert score["difference"] == pytest.approx(accuracy["int8"] - accuracy["optimized"])
+    card = json.loads((tmp_path / "int8.onnx.task.json").read_text(encoding="utf-8"))
+    assert card["int8"]["difference"] == pytest.approx(score["difference"])
+
+
+def entity_f1(predicted, gold):
+    found = correct = expected = 0
+    for mine, theirs in zip(predicted, gold):
+        found, correct, expected = found + len(mine), correct + len(mine & theirs), expected + len(theirs)
+    return 2 * correct / (found + expected)
+
+
+def test_optimized_and_int8_onnx_tagger_on_the_held_out_sentences(tmp_path, capsys, peoples_daily_ner, crf_tagger):
+    """The CRF tagger's optimized graph gives the checkpoint's entities on the 500 held-out sentences; the entity
+    F1 export.py printed for int8 and float32 are the ones predict.py's entities score against the gold spans
+    of the CLUENER file (computed here from its label offsets), and int8's entities are nearly float32's."""
+    directory, _ = peoples_daily_ner
+    run_dir, _, _, _ = crf_tagger
+    counts, optimized, int8 = exports(tmp_path, capsys, run_dir, directory / "dev.json")
+    assert counts["Attention"] > 0 and counts["SkipLayerNormalization"] > 0, counts
+    assert optimized["max_difference"] < 1e-4
+    entities = {}
+    for name, backend in (("checkpoint", []), ("optimized", ["--backend", "onnx", "--model_file",
+                                                             tmp_path / "optimized.onnx"]),
+                          ("int8", ["--backend", "onnx", "--model_file", tmp_path / "int8.onnx"])):
+        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", run_dir, "--input_format", "cluener_json",
+                             "--input_file", directory / "dev.json", *backend)
+        entities[name] = [{(e["type"], e["start"], e["end"]) for e in json.loads(line)["entities"]}
+                          for line in out.splitlines()]
+    assert entities["optimized"] == entities["checkpoint"]
+    gold = [{(kind, start, end + 1) for kind, spans in json.loads(line)["label"].items()
+             for places in spans.values() for start, end in places}
+            for line in (directory / "dev.json").read_text(encoding="utf-8").splitlines()]
+    score = int8["int8"]
+    assert score["metric"] == "entity F1"
+    assert score["float32"] == pytest.approx(entity_f1(entities["optimized"], gold))
+    assert score["int8"] == pytest.approx(entity_f1(entities["int8"], gold))
+    agreement = entity_f1(entities["int8"], entities["checkpoint"])
+    assert agreement >= 0.9, agreement
+
+
+def test_optimized_and_int8_onnx_squad_model_answers(tmp_path, capsys, squad_model):
+    """The SQuAD model's optimized graph gives run_squad.py's answers through predict.py; int8 (not scored:
+    export.py says so) is run for its answers, most of which it keeps."""
+    model_dir, _ = squad_model
+    counts, optimized, int8 = exports(tmp_path, capsys, model_dir / "ckpt")
+    assert counts["Attention"] > 0 and optimized["max_difference"] < 1e-4 and "int8" not in int8
+    expected = json.loads((model_dir / "predictions.json").read_text())
+    answers = {}
+    for name in ("optimized", "int8"):
+        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", model_dir / "ckpt", "--input_format",
+                             "squad_json", "--input_file", model_dir / "squad.json", "--output_format",
+                             "squad_predictions", "--backend", "onnx", "--model_file", tmp_path / f"{name}.onnx")
+        answers[name] = json.loads(out)
+    assert answers["optimized"] == expected
+    same = np.mean([answers["int8"][key] == answer for key, answer in expected.items()])
+    assert same >= 0.5, same
 
 
 def test_squad_answers_equal_run_squad_predictions_with_offsets_into_the_context(capsys, squad_model):

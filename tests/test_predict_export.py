@@ -139,6 +139,15 @@ def exports(tmp_path, capsys, run_dir, calibration_file=None):
     return counts, optimized, int8
 
 
+def predict_each_side(capsys, tmp_path, checkpoint, *flags, sides=("checkpoint", "optimized", "int8")):
+    """predict.py's standard output per side: the checkpoint, and the ONNX files exports() wrote in tmp_path."""
+    outputs = {}
+    for side in sides:
+        backend = [] if side == "checkpoint" else ["--backend", "onnx", "--model_file", tmp_path / f"{side}.onnx"]
+        outputs[side], _ = run_predict(capsys, "--load_finetune_checkpoint_path", checkpoint, *flags, *backend)
+    return outputs
+
+
 def test_optimized_and_int8_onnx_classifier_on_the_held_out_reviews(tmp_path, capsys, sentiment,
                                                                      sentiment_classifier):
     """The finetuned classifier's optimized graph (fusions counted) gives the checkpoint's labels on the 400
@@ -150,13 +159,8 @@ def test_optimized_and_int8_onnx_classifier_on_the_held_out_reviews(tmp_path, ca
     counts, optimized, int8 = exports(tmp_path, capsys, run_dir / "ckpt", dev)
     assert min(counts[op] for op in ("Attention", "SkipLayerNormalization", "BiasGelu")) > 0, counts
     assert optimized["max_difference"] < 1e-4
-    rows = {}
-    for name, backend in (("checkpoint", []), ("optimized", ["--backend", "onnx", "--model_file",
-                                                             tmp_path / "optimized.onnx"]),
-                          ("int8", ["--backend", "onnx", "--model_file", tmp_path / "int8.onnx"])):
-        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", run_dir / "ckpt", "--input_format",
-                             "label_text", "--input_file", dev, *backend)
-        rows[name] = [json.loads(line) for line in out.splitlines()]
+    rows = {side: [json.loads(line) for line in out.splitlines()] for side, out in predict_each_side(
+        capsys, tmp_path, run_dir / "ckpt", "--input_format", "label_text", "--input_file", dev).items()}
     labels = {name: [row["label"] for row in found] for name, found in rows.items()}
     assert labels["optimized"] == labels["checkpoint"]
     np.testing.assert_allclose([row["probability"] for row in rows["optimized"]],
@@ -191,14 +195,10 @@ def test_optimized_and_int8_onnx_tagger_on_the_held_out_sentences(tmp_path, caps
     counts, optimized, int8 = exports(tmp_path, capsys, run_dir, directory / "dev.json")
     assert counts["Attention"] > 0 and counts["SkipLayerNormalization"] > 0, counts
     assert optimized["max_difference"] < 1e-4
-    entities = {}
-    for name, backend in (("checkpoint", []), ("optimized", ["--backend", "onnx", "--model_file",
-                                                             tmp_path / "optimized.onnx"]),
-                          ("int8", ["--backend", "onnx", "--model_file", tmp_path / "int8.onnx"])):
-        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", run_dir, "--input_format", "cluener_json",
-                             "--input_file", directory / "dev.json", *backend)
-        entities[name] = [{(e["type"], e["start"], e["end"]) for e in json.loads(line)["entities"]}
-                          for line in out.splitlines()]
+    entities = {side: [{(e["type"], e["start"], e["end"]) for e in json.loads(line)["entities"]}
+                       for line in out.splitlines()]
+                for side, out in predict_each_side(capsys, tmp_path, run_dir, "--input_format", "cluener_json",
+                                                   "--input_file", directory / "dev.json").items()}
     assert entities["optimized"] == entities["checkpoint"]
     gold = [{(kind, start, end + 1) for kind, spans in json.loads(line)["label"].items()
              for places in spans.values() for start, end in places}
@@ -218,12 +218,9 @@ def test_optimized_and_int8_onnx_squad_model_answers(tmp_path, capsys, squad_mod
     counts, optimized, int8 = exports(tmp_path, capsys, model_dir / "ckpt")
     assert counts["Attention"] > 0 and optimized["max_difference"] < 1e-4 and "int8" not in int8
     expected = json.loads((model_dir / "predictions.json").read_text())
-    answers = {}
-    for name in ("optimized", "int8"):
-        out, _ = run_predict(capsys, "--load_finetune_checkpoint_path", model_dir / "ckpt", "--input_format",
-                             "squad_json", "--input_file", model_dir / "squad.json", "--output_format",
-                             "squad_predictions", "--backend", "onnx", "--model_file", tmp_path / f"{name}.onnx")
-        answers[name] = json.loads(out)
+    answers = {side: json.loads(out) for side, out in predict_each_side(
+        capsys, tmp_path, model_dir / "ckpt", "--input_format", "squad_json", "--input_file", model_dir / "squad.json",
+        "--output_format", "squad_predictions", sides=("optimized", "int8")).items()}
     assert answers["optimized"] == expected
     same = np.mean([answers["int8"][key] == answer for key, answer in expected.items()])
     assert same >= 0.5, same

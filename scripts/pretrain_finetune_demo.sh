@@ -6,12 +6,12 @@
 #   -> held-out tables (compare.json, compare.txt) and plots (compare.png) per task
 #   -> the NER model trained on the most labels (pretrained start) tagging two sentences with predict.py.
 #   bash scripts/pretrain_finetune_demo.sh [OUTPUT_DIR] [PRETRAIN_STEPS] [SEEDS] [TRAIN_SIZES] [TASKS]
-# Defaults: output/pretrain_finetune_demo, 3000 steps, seeds 0,1,2, sizes 100,500,2000, tasks ner,sentiment.
+# Defaults: output/pretrain_finetune_demo, 9000 steps, seeds 0,1,2, sizes 100,500,2000, tasks ner,sentiment.
 # scripts/quickstart.sh runs it with fewer steps, one seed and the NER task.
 set -eo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${1:-$ROOT/output/pretrain_finetune_demo}" && cd "${1:-$ROOT/output/pretrain_finetune_demo}" && pwd)
-STEPS=${2:-3000}
+STEPS=${2:-9000}
 SEEDS=${3:-0,1,2}
 SIZES=${4:-100,500,2000}
 TASKS=${5:-ner,sentiment}

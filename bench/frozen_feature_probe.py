@@ -36,27 +36,16 @@ from src.config import load_bert_config  # noqa: E402
 from src.data.tokenization import FullTokenizer  # noqa: E402
 from src.files.checkpoint import load_checkpoint_into  # noqa: E402
 from src.model.task_heads import BertForSequenceClassification  # noqa: E402
+from src.tasks.task_files import TextExample, classification_features, read_classification  # noqa: E402
 
 BATCH = 64
 
 
-def read_tsv(path: Path) -> tuple[list[str], list[str]]:
-    labels, texts = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        label, text = line.split("\t", 1)
-        labels.append(label)
-        texts.append(text)
-    return labels, texts
-
-
-def encode(texts: list[str], tokenizer: FullTokenizer, max_seq_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """[CLS] ids [SEP], truncated and zero-padded: ids and mask, int32 [len(texts), max_seq_length]."""
-    ids = np.zeros((len(texts), max_seq_length), np.int32)
-    cls, sep = tokenizer.vocab["[CLS]"], tokenizer.vocab["[SEP]"]
-    for row, text_ids in enumerate(tokenizer.ids_batch(texts)):
-        tokens = [cls, *text_ids[:max_seq_length - 2], sep]
-        ids[row, :len(tokens)] = tokens
-    return ids, (ids > 0).astype(np.int32)
+def encode(examples: list[TextExample], tokenizer: FullTokenizer, max_seq_length: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and mask finetuning feeds run_classifier.py (classification_features), int32 [examples, seq]."""
+    rows = [classification_features(example, tokenizer, 0, max_seq_length) for example in examples]
+    return tuple(np.stack([row[key] for row in rows]).astype(np.int32) for key in ("input_ids", "input_mask"))
 
 
 def mean_features(model: BertForSequenceClassification, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,12 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = FullTokenizer(args.vocab_file)
     config = load_bert_config(args.bert_network).replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
-    test_labels, test_texts = read_tsv(args.splits_dir / "test.tsv")
-    train_sets = {(size, seed): read_tsv(args.splits_dir / f"train_{size}_seed{seed}.tsv")
+    test_set = read_classification(args.splits_dir / "test.tsv", "label_text")
+    train_sets = {(size, seed): read_classification(args.splits_dir / f"train_{size}_seed{seed}.tsv", "label_text")
                   for size in sizes for seed in seeds}
-    all_texts = sorted({text for _, texts in train_sets.values() for text in texts} | set(test_texts))
+    distinct = {example.text_a: example for examples in [test_set, *train_sets.values()] for example in examples}
+    all_texts = sorted(distinct)
     row_of = {text: row for row, text in enumerate(all_texts)}
-    ids, mask = encode(all_texts, tokenizer, args.max_seq_length)
+    ids, mask = encode([distinct[text] for text in all_texts], tokenizer, args.max_seq_length)
 
     features: dict[str, object] = {}
     for name, path in [("random", None), *checkpoints.items()]:
@@ -135,9 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     features["char-bigram TF-IDF"] = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True,
                                                      min_df=2).fit_transform(all_texts)
 
-    test_rows, test_y = [row_of[t] for t in test_texts], np.array(test_labels)
+    test_rows, test_y = [row_of[e.text_a] for e in test_set], np.array([e.label for e in test_set])
     results = {}
-    print(f"probe accuracy on {len(test_texts)} held-out texts, mean ± sd over seeds {args.seeds}")
+    print(f"probe accuracy on {len(test_set)} held-out texts, mean ± sd over seeds {args.seeds}")
     print("| features | " + " | ".join(f"{size} labels" for size in sizes) + " |")
     print("| --- |" + " --- |" * len(sizes))
     for name, matrix in features.items():
@@ -146,9 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         for size in sizes:
             scores = []
             for seed in seeds:
-                labels, texts = train_sets[size, seed]
-                scores.append(probe_accuracy(matrix[[row_of[t] for t in texts]], np.array(labels),
-                                             matrix[test_rows], test_y, seed))
+                examples = train_sets[size, seed]
+                scores.append(probe_accuracy(matrix[[row_of[e.text_a] for e in examples]],
+                                             np.array([e.label for e in examples]), matrix[test_rows], test_y, seed))
             results[name][size] = scores
             cells.append(f"{np.mean(scores):.3f} ± {np.std(scores):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

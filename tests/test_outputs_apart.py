@@ -67,13 +67,13 @@ def test_tools_refuse_an_output_that_holds_their_inputs(tmp_path, wiki_text_dir,
     before = snapshot(text)
     message = refusal(create_vocab.main, ["--input_file", f"{text}/*.txt", "--output_dir", str(text),
                                           "--overwrite", "true"])
-    # the copied text directory has its manifest: a file in it protects the whole directory
-    assert re.fullmatch(rf"create_vocab\.py: --output_dir {text} is inside --input_file \(wiki_000\d\.txt\) "
-                        rf"{text}/wiki_000\d\.txt: outputs there would change the input; pass an --output_dir "
-                        rf"outside it", message), message
+    # the copied text directory has its manifest: a file in it protects the whole directory, which the line names
+    assert re.fullmatch(rf"create_vocab\.py: --output_dir {text} is inside {text}, the tool-made directory of "
+                        rf"--input_file \(wiki_000\d\.txt\) {text}/wiki_000\d\.txt: outputs there would change the "
+                        rf"input; pass an --output_dir outside it", message), message
     message = refusal(create_pretraining_data.main, ["--input_file", str(text / "wiki_0002.txt"), "--output_dir",
                                                      str(text), "--vocab_file", str(wiki_vocab), "--overwrite", "true"])
-    assert f"--output_dir {text} is inside --input_file" in message, message
+    assert f"--output_dir {text} is inside {text}, the tool-made directory of --input_file" in message, message
     assert snapshot(text) == before
 
 

@@ -30,8 +30,11 @@ def check_apart(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Pa
         output = Path(out_path).resolve()
         for in_flag, protected in resolved_inputs.items():
             if _inside(output, protected):
-                raise ValueError(f"{out_flag} {out_path} is inside {in_flag} {inputs[in_flag]}: outputs there would "
-                                 f"change the input; pass an {out_flag} outside it")
+                given = Path(inputs[in_flag]).resolve()
+                where = (f"{in_flag} {inputs[in_flag]}" if protected == given else
+                         f"{protected}, the tool-made directory of {in_flag} {inputs[in_flag]}")
+                raise ValueError(f"{out_flag} {out_path} is inside {where}: outputs there would change the input; "
+                                 f"pass an {out_flag} outside it")
             if replaces and _inside(protected, output):
                 raise ValueError(f"{in_flag} {inputs[in_flag]} is inside {out_flag} {out_path}, which this tool "
                                  f"replaces as a whole: pass an {out_flag} that holds no input")

@@ -63,11 +63,16 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("USE_TF", "0")  # transformers on PyTorch only (TF's protos clash with tfrecord's)
 
 HF_EAGER = "HF pipeline, eager, padded to batch"
+HEADS = {"classification": "classifier", "ner": "ner"}  # the task -> the run card's (and checkpoint's) prefix
+PEOPLES_DAILY_TAGS = ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
 ORT_HF_OPTIMIZED = "onnxruntime on HF export, optimized"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="classification", choices=sorted(HEADS),
+                        help="classification (reviews sentiment head) or ner (a softmax tagger of People's Daily's "
+                             "BIO tags: each side's entities compared with the float32 checkpoint's)")
     parser.add_argument("--preset", default="",
                         help="model preset (tiny, base, ...): its layers, hidden size, heads and intermediate size; "
                              "default: --layers x --hidden")
@@ -115,6 +120,34 @@ def bench_texts(count: int, seed: int) -> list[str]:
     return texts
 
 
+def tagging_texts(texts: list[str], seq: int) -> list[str]:
+    """The texts as every side tags them alike: white space and the characters the tokenizer drops removed (each
+    side then has one token a character: HF's tokenizer reads the characters space-separated), cut to seq - 2
+    characters (HF's pipeline truncates where predict.py windows)."""
+    from src.data.tokenization import is_dropped
+
+    cut = ["".join(c for c in text if not c.isspace() and not is_dropped(c))[:seq - 2] for text in texts]
+    return [text for text in cut if text]
+
+
+def peoples_daily_calibration(path: Path, count: int) -> Path:
+    """The last count lines of the People's Daily sample as cluener_json with their gold entities (export.py
+    --quantize int8 scores int8 against float32 on them)."""
+    from src.tasks.metrics import entity_spans
+    from src.tasks.task_files import peoples_daily_bio
+
+    lines = (ROOT / "data" / "peoples_daily_199801_head2500.txt").read_text(encoding="utf-8").splitlines()
+    rows = []
+    for line in [line for line in lines if line.strip()][-count:]:
+        characters, tags = peoples_daily_bio(line)
+        text, label = "".join(characters), {}
+        for entity_type, first, last in sorted(entity_spans(tags), key=lambda span: span[1]):
+            label.setdefault(entity_type, {}).setdefault(text[first:last + 1], []).append([first, last])
+        rows.append(json.dumps({"text": text, "label": label}, ensure_ascii=False))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ weights
 
 
@@ -133,72 +166,94 @@ def model_config(args: argparse.Namespace, vocab_size: int):
     return load_bert_config(base, vocab_size=vocab_size, compute_type="float32", **shape)
 
 
-def hf_classifier(checkpoints: Path, attention: str = "sdpa"):
-    """transformers' BertForSequenceClassification holding the checkpoint's weights (conversion.ms_to_hf)."""
+def hf_model(checkpoints: Path, task: str, attention: str = "sdpa"):
+    """transformers' BertFor{Sequence|Token}Classification (NezhaFor... for NEZHA's functional relative positions,
+    the paper's) holding the checkpoint's weights (conversion.ms_to_hf)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    import transformers
+    from transformers import BertConfig, NezhaConfig
 
     from src.files.checkpoint import read_checkpoint
     from src.model.conversion import hf_json_from_config, ms_to_hf
     from src.tasks.task_card import RunCard
 
-    card, _, config = RunCard(checkpoints, "classifier").read()
+    card, _, config = RunCard(checkpoints, HEADS[task]).read()
     values = {k: v for k, v in hf_json_from_config(config).items() if k not in ("architectures", "model_type")}
-    hf_config = BertConfig(**values, num_labels=len(card.labels), id2label=dict(enumerate(card.labels)),
-                           label2id={label: i for i, label in enumerate(card.labels)}, attn_implementation=attention)
-    model = BertForSequenceClassification(hf_config).eval()
-    params = ms_to_hf(read_checkpoint(next(checkpoints.glob("classifier-*.ckpt"))), config)
+    family = "Nezha" if config.use_relative_positions else "Bert"
+    head = "TokenClassification" if task == "ner" else "SequenceClassification"
+    config_class = NezhaConfig if config.use_relative_positions else BertConfig
+    model_class = getattr(transformers, f"{family}For{head}")
+    hf_config = config_class(**values, num_labels=len(card.labels), id2label=dict(enumerate(card.labels)),
+                             label2id={label: i for i, label in enumerate(card.labels)},
+                             attn_implementation="eager" if config.use_relative_positions else attention)  # no sdpa
+    model = model_class(hf_config).eval()
+    params = ms_to_hf(read_checkpoint(next(checkpoints.glob(f"{HEADS[task]}-*.ckpt"))), config)
     state = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in params.items()
              if name in model.state_dict()}
-    missing = set(model.state_dict()) - set(state) - {"bert.embeddings.position_ids"}
+    missing = {name for name in set(model.state_dict()) - set(state)
+               if not name.endswith(("position_ids", "positions_encoding"))}  # buffers, not weights
     assert not missing, f"weights not carried over to HF: {sorted(missing)[:5]}"
     model.load_state_dict(state, strict=False)
     return model
 
 
-def hf_tokenizer(checkpoints: Path):
+def hf_tokenizer(checkpoints: Path, task: str):
     from transformers import BertTokenizerFast
 
     from src.tasks.task_card import RunCard
 
-    card, vocab, _ = RunCard(checkpoints, "classifier").read()
+    card, vocab, _ = RunCard(checkpoints, HEADS[task]).read()
     return BertTokenizerFast(str(vocab), do_lower_case=card.do_lower_case)
 
 
 def write_finetuned_directory(args: argparse.Namespace, directory: Path, texts: list[str]) -> Path:
-    """A classifier checkpoint directory as run_classifier.py leaves it: random weights (seeded), the classifier
-    bias moved so that the median text sits on the decision boundary (half the texts each label)."""
+    """A checkpoint directory as run_classifier.py / run_ner.py leave it: random weights (seeded), the head's bias
+    moved so that the labels spread: the median text on the classifier's decision boundary (half the texts each
+    label), each tag's median token score equal (every tag, and so entities, in the tagger's output)."""
     import mindspore as ms
     import torch
 
     from src.data.tokenization import train_vocab
     from src.files.checkpoint import read_checkpoint, write_checkpoint
-    from src.model.task_heads import BertForSequenceClassification
+    from src.model.task_heads import BertForSequenceClassification, BertForTokenClassification
     from src.tasks.task_card import RunCard, TaskCard
 
     ms.set_seed(args.seed)
     (directory / "text.txt").write_text("\n".join(reviews(2400) + peoples_daily_sentences()) + "\n", encoding="utf-8")
     vocab = train_vocab([directory / "text.txt"], directory, vocab_size=args.vocab)
     config = model_config(args, sum(1 for _ in open(vocab, encoding="utf-8")))
-    network = BertForSequenceClassification(config, 2)
+    ner = args.task == "ner"
+    labels = PEOPLES_DAILY_TAGS if ner else ("neg", "pos")
+    network = BertForTokenClassification(config, len(labels)) if ner else BertForSequenceClassification(config, 2)
     checkpoints = directory / "ckpt"
-    checkpoint = checkpoints / "classifier-1_1.ckpt"
+    checkpoint = checkpoints / f"{HEADS[args.task]}-1_1.ckpt"
     write_checkpoint(network, checkpoint)
-    RunCard(checkpoints, "classifier").write(TaskCard("classification", args.seq, labels=("neg", "pos"),
-                                                      num_class=2), vocab, config)
-    model, tokenizer = hf_classifier(checkpoints), hf_tokenizer(checkpoints)
-    margins = []
+    RunCard(checkpoints, HEADS[args.task]).write(TaskCard(args.task, args.seq, labels=labels, num_class=len(labels)),
+                                                 vocab, config)
+    model, tokenizer = hf_model(checkpoints, args.task), hf_tokenizer(checkpoints, args.task)
+    scores = []  # classification: logit margins; ner: every real token's logits
     with torch.inference_mode():
         for begin in range(0, min(len(texts), 128), args.batch):
-            encoded = tokenizer(texts[begin:begin + args.batch], padding=True, truncation=True, max_length=args.seq,
-                                return_tensors="pt")
+            encoded = tokenizer([hf_text(text, args.task) for text in texts[begin:begin + args.batch]],
+                                padding=True, truncation=True, max_length=args.seq, return_tensors="pt")
             logits = model(**encoded).logits
-            margins += (logits[:, 1] - logits[:, 0]).tolist()
+            if ner:
+                scores += logits[encoded["attention_mask"].bool()].tolist()
+            else:
+                scores += (logits[:, 1] - logits[:, 0]).tolist()
     params = read_checkpoint(checkpoint)
-    params["classifier.bias"] = params["classifier.bias"] + np.array([0.5, -0.5], np.float32) * statistics.median(
-        margins)
+    if ner:
+        shift = -np.median(np.array(scores), axis=0).astype(np.float32)
+    else:
+        shift = np.array([0.5, -0.5], np.float32) * statistics.median(scores)
+    params["classifier.bias"] = params["classifier.bias"] + shift
     write_checkpoint(params, checkpoint)
     return checkpoints
+
+
+def hf_text(text: str, task: str) -> str:
+    """The text as HF's tokenizer gets it: a tagger's characters space-separated, one token each (tagging_texts)."""
+    return " ".join(text) if task == "ner" else text
 
 
 # ------------------------------------------------------------------------------------------------ sides
@@ -206,27 +261,42 @@ def write_finetuned_directory(args: argparse.Namespace, directory: Path, texts: 
 
 @dataclass
 class Side:
-    """batch(texts) and single(text) give (labels, P(pos)) of a pipeline; setup_s: its load (and export)."""
+    """batch(texts) gives (outputs, P(pos)) of a pipeline, single(text) one text's: outputs are labels (classification)
+    or each text's entities as a frozenset of (type, start, end) (ner, no P(pos)); setup_s: its load (and export)."""
 
     name: str
-    batch: Callable[[list[str]], tuple[list[str], list[float]]]
-    single: Callable[[str], tuple[str, float]]
+    batch: Callable[[list[str]], tuple[list, list[float]]]
+    single: Callable[[str], tuple[object, float]]
     setup_s: float
     export_s: float = 0.0
     notes: dict = field(default_factory=dict)
 
 
+def entity_set(entities: list[dict]) -> frozenset:
+    return frozenset((entity["type"], entity["start"], entity["end"]) for entity in entities)
+
+
+def tagged(text: str, tags: list[str], probabilities: list[float]) -> frozenset:
+    """The entities of a text's per-character tags, decoded as predict.py decodes its own (entities_of)."""
+    from src.serve.pipelines import entities_of
+
+    return entity_set(entities_of(text, [(i, i + 1) for i in range(len(text))], tags, probabilities))
+
+
 def predict_side(name: str, backend, tokenizer, card, batch_size: int, setup_s: float, export_s: float = 0.0,
                  notes: dict | None = None) -> Side:
-    from src.serve.pipelines import Counts, classify
+    from src.serve.pipelines import Counts, classify, tag_entities
 
-    def run(texts: list[str], size: int) -> tuple[list[str], list[float]]:
+    def run(texts: list[str], size: int) -> tuple[list, list[float]]:
+        if card.task == "ner":
+            rows = tag_entities(texts, backend, tokenizer, card, size, Counts(), None)
+            return [entity_set(row["entities"]) for row in rows], []
         rows = list(classify([(text, None) for text in texts], backend, tokenizer, card, size, Counts()))
         return [row["label"] for row in rows], [row["probabilities"][card.labels[-1]] for row in rows]
 
-    def single(text: str) -> tuple[str, float]:
-        labels, probabilities = run([text], 1)
-        return labels[0], probabilities[0]
+    def single(text: str) -> tuple[object, float]:
+        outputs, probabilities = run([text], 1)
+        return outputs[0], (probabilities or [0.0])[0]
 
     return Side(name, lambda texts: run(texts, batch_size), single, setup_s, export_s, notes or {})
 
@@ -234,6 +304,8 @@ def predict_side(name: str, backend, tokenizer, card, batch_size: int, setup_s: 
 def pipeline_side(name: str, model, tokenizer, args: argparse.Namespace, setup_s: float, pad_to_seq: bool) -> Side:
     from transformers import pipeline
 
+    if args.task == "ner":
+        return tagging_pipeline_side(name, model, tokenizer, args, setup_s)
     pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
     kwargs = dict(truncation=True, max_length=args.seq, top_k=None,
                   **({"padding": "max_length"} if pad_to_seq else {}))
@@ -250,6 +322,26 @@ def pipeline_side(name: str, model, tokenizer, args: argparse.Namespace, setup_s
     return Side(name, batch, lambda text: scores(pipe(text, **kwargs)), setup_s)
 
 
+def tagging_pipeline_side(name: str, model, tokenizer, args: argparse.Namespace, setup_s: float) -> Side:
+    """HF's token-classification pipeline, every token's tag kept (ignore_labels=[]), on the space-separated
+    characters (hf_text): its tokens' offsets map back to the characters."""
+    from transformers import pipeline
+
+    pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, device=-1, ignore_labels=[])
+
+    def entities(text: str, tokens: list[dict]) -> frozenset:
+        tags, probabilities = ["O"] * len(text), [0.0] * len(text)
+        for token in tokens:
+            tags[token["start"] // 2], probabilities[token["start"] // 2] = token["entity"], token["score"]
+        return tagged(text, tags, probabilities)
+
+    def batch(texts: list[str]) -> tuple[list, list[float]]:
+        results = pipe([hf_text(text, "ner") for text in texts], batch_size=args.batch)
+        return [entities(text, tokens) for text, tokens in zip(texts, results)], []
+
+    return Side(name, batch, lambda text: (entities(text, pipe(hf_text(text, "ner"))), 0.0), setup_s)
+
+
 def onnxruntime_side(name: str, path: Path, tokenizer, args: argparse.Namespace, export_s: float,
                      notes: dict | None = None) -> Side:
     import onnxruntime
@@ -261,12 +353,16 @@ def onnxruntime_side(name: str, path: Path, tokenizer, args: argparse.Namespace,
     names = [value.name for value in session.get_inputs()]
     setup_s = time.perf_counter() - began
 
-    def run(texts: list[str]) -> tuple[list[str], list[float]]:
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=args.seq, return_tensors="np")
+    def run(texts: list[str]) -> tuple[list, list[float]]:
+        encoded = tokenizer([hf_text(text, args.task) for text in texts], padding=True, truncation=True,
+                            max_length=args.seq, return_tensors="np")
         probabilities = softmax(session.run(None, {n: encoded[n].astype(np.int64) for n in names})[0])
+        if args.task == "ner":  # [batch, tokens, tags]: the text's characters are tokens 1..len(text)
+            return [tagged(text, [args.labels[i] for i in p[1:len(text) + 1].argmax(-1)],
+                           p[1:len(text) + 1].max(-1).tolist()) for text, p in zip(texts, probabilities)], []
         return [args.labels[i] for i in probabilities.argmax(-1)], probabilities[:, -1].tolist()
 
-    def batch(texts: list[str]) -> tuple[list[str], list[float]]:
+    def batch(texts: list[str]) -> tuple[list, list[float]]:
         labels, probabilities = [], []
         for begin in range(0, len(texts), args.batch):
             got = run(texts[begin:begin + args.batch])
@@ -274,9 +370,9 @@ def onnxruntime_side(name: str, path: Path, tokenizer, args: argparse.Namespace,
             probabilities += got[1]
         return labels, probabilities
 
-    def single(text: str) -> tuple[str, float]:
-        labels, probabilities = run([text])
-        return labels[0], probabilities[0]
+    def single(text: str) -> tuple[object, float]:
+        outputs, probabilities = run([text])
+        return outputs[0], (probabilities or [0.0])[0]
 
     return Side(name, batch, single, setup_s, export_s, notes or {})
 
@@ -305,7 +401,8 @@ def export_hf(model, tokenizer, path: Path, args: argparse.Namespace) -> float:
     model.config.return_dict = False
     encoded = tokenizer(["一个例子", "两个例子的句子"], padding=True, return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {
+        "logits": {0: "batch", 1: "sequence"} if args.task == "ner" else {0: "batch"}}
     with torch.inference_mode():
         torch.onnx.export(model, tuple(encoded[n] for n in names), str(path), input_names=names,
                           output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
@@ -323,15 +420,19 @@ def hf_onnx_sides(checkpoints: Path, scratch: Path, tokenizer, config, args: arg
     from src.serve.onnx_graph import fused_op_counts
 
     plain, optimized, int8 = (scratch / f"hf.{kind}.onnx" for kind in ("plain", "optimized", "int8"))
-    export_s = export_hf(hf_classifier(checkpoints, attention="eager"), tokenizer, plain, args)
+    export_s = export_hf(hf_model(checkpoints, args.task, attention="eager"), tokenizer, plain, args)
     began = time.perf_counter()
     model = optimize_model(str(plain), model_type="bert", num_heads=config.num_attention_heads,
                            hidden_size=config.hidden_size)
     model.save_model_to_file(str(optimized))
     optimize_s = time.perf_counter() - began
     counts = {op: count for op, count in fused_op_counts(model.model).items() if count}
+    # On HF's NEZHA export (no position embeddings) the fused EmbedLayerNormalization runs in float32, but its int8
+    # form (QEmbedLayerNormalization) fails at run time ("input index out of range"): it stays float32 there.
+    keep_float = [node.name for node in model.model.graph.node
+                  if config.use_relative_positions and node.op_type == "EmbedLayerNormalization"]
     began = time.perf_counter()
-    quantize_dynamic(str(optimized), str(int8), weight_type=QuantType.QInt8,
+    quantize_dynamic(str(optimized), str(int8), weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})  # fused ops: no shape inference
     quantize_s = time.perf_counter() - began
     print(f"onnxruntime's optimizer on HF's export fused: {counts or 'nothing'}; nodes "
@@ -340,7 +441,7 @@ def hf_onnx_sides(checkpoints: Path, scratch: Path, tokenizer, config, args: arg
             onnxruntime_side(ORT_HF_OPTIMIZED, optimized, tokenizer, args, export_s + optimize_s,
                              {"fused": counts}),
             onnxruntime_side("onnxruntime on HF export, int8", int8, tokenizer, args,
-                             export_s + optimize_s + quantize_s, {"fused": counts})]
+                             export_s + optimize_s + quantize_s, {"fused": counts, "kept_float32": keep_float})]
 
 
 def build_sides(args: argparse.Namespace, checkpoints: Path, scratch: Path) -> list[Side]:
@@ -357,13 +458,16 @@ def build_sides(args: argparse.Namespace, checkpoints: Path, scratch: Path) -> l
     def wanted(name: str) -> bool:
         return not any(part in name for part in skip)
 
-    card, vocab, config = RunCard(checkpoints, "classifier").read()
+    card, vocab, config = RunCard(checkpoints, HEADS[args.task]).read()
     config = compute_type_for_device(config)
-    checkpoint = next(checkpoints.glob("classifier-*.ckpt"))
+    checkpoint = next(checkpoints.glob(f"{HEADS[args.task]}-*.ckpt"))
     tokenizer = FullTokenizer(vocab, card.do_lower_case)
-    calibration = scratch / "calibration.txt"
-    lines = (ROOT / "data" / "sentiment_zh_2400.txt").read_text(encoding="utf-8").splitlines()
-    calibration.write_text("\n".join(lines[-args.calibration_records:]) + "\n", encoding="utf-8")
+    if args.task == "ner":
+        calibration = peoples_daily_calibration(scratch / "calibration.json", args.calibration_records)
+    else:
+        calibration = scratch / "calibration.txt"
+        lines = (ROOT / "data" / "sentiment_zh_2400.txt").read_text(encoding="utf-8").splitlines()
+        calibration.write_text("\n".join(lines[-args.calibration_records:]) + "\n", encoding="utf-8")
     ours = (("predict.py mindspore", "", None),
             ("predict.py mindir", "mindir", ["--file_format", "MINDIR"]),
             ("predict.py onnx", "onnx", ["--file_format", "ONNX"]),
@@ -387,15 +491,15 @@ def build_sides(args: argparse.Namespace, checkpoints: Path, scratch: Path) -> l
         setup_s, backend = timed(open_backend, kind or "mindspore", card, config, checkpoint, model_file)
         sides.append(predict_side(name, backend, tokenizer, card, args.batch, setup_s, export_s, notes))
 
-    hf_tok = hf_tokenizer(checkpoints)
-    setup_s, model = timed(hf_classifier, checkpoints)
+    hf_tok = hf_tokenizer(checkpoints, args.task)
+    setup_s, model = timed(hf_model, checkpoints, args.task)
     for name, pad_to_seq in (("HF pipeline, eager, padded to seq", True), (HF_EAGER, False)):
-        if wanted(name):
+        if wanted(name) and not (pad_to_seq and args.task == "ner"):  # the tagging pipeline pads to the batch
             sides.append(pipeline_side(name, model, hf_tok, args, setup_s, pad_to_seq))
     name = "HF pipeline, torch dynamic int8, padded to batch"
     if wanted(name):
         began = time.perf_counter()
-        quantized = torch.ao.quantization.quantize_dynamic(hf_classifier(checkpoints), {torch.nn.Linear},
+        quantized = torch.ao.quantization.quantize_dynamic(hf_model(checkpoints, args.task), {torch.nn.Linear},
                                                            dtype=torch.qint8)
         sides.append(pipeline_side(name, quantized, hf_tok, args, time.perf_counter() - began, False))
     if wanted("onnxruntime on HF export"):
@@ -441,8 +545,14 @@ def commit() -> dict:
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def agreement(labels: list[str], reference: list[str]) -> float:
-    return float(np.mean(np.array(labels) == np.array(reference[:len(labels)])))
+def agreement(outputs: list, reference: list) -> float:
+    """Classification: the share of labels equal to the reference's; ner: the micro F1 of the entities against the
+    reference's (an entity counts when its type, start and end match)."""
+    if outputs and isinstance(outputs[0], frozenset):
+        found = sum(len(got & want) for got, want in zip(outputs, reference))
+        total = sum(map(len, outputs)) + sum(map(len, reference[:len(outputs)]))
+        return 2 * found / total if total else 1.0
+    return float(np.mean(np.array(outputs) == np.array(reference[:len(outputs)])))
 
 
 def main() -> None:
@@ -455,28 +565,42 @@ def main() -> None:
     import transformers
 
     texts = bench_texts(args.texts, args.seed)
-    single_texts = texts[:args.latency_texts]
+    if args.task == "ner" and not args.checkpoint_dir:
+        texts = tagging_texts(texts, args.seq)
     results: dict = {"args": vars(args), "host": host(), **commit(),
                      "versions": {"mindspore": ms.__version__, "torch": torch.__version__,
                                   "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__},
-                     "torch_threads": torch.get_num_threads(),
-                     "texts": {"count": len(texts), "reviews": args.texts - args.texts // 2,
-                               "peoples_daily": args.texts // 2, "latency_texts": len(single_texts),
-                               "characters": {"min": min(map(len, texts)), "median": statistics.median(map(len, texts)),
-                                              "max": max(map(len, texts))}}}
+                     "torch_threads": torch.get_num_threads()}
     began_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         from src.tasks.task_card import RunCard
         if args.checkpoint_dir:
             checkpoints = Path(args.checkpoint_dir)
+            if not RunCard(checkpoints, HEADS[args.task]).card_file.is_file():
+                raise SystemExit(f"--checkpoint_dir {checkpoints} has no {HEADS[args.task]}.task.json: pass the "
+                                 f"directory of a run_{'ner' if args.task == 'ner' else 'classifier'}.py run "
+                                 f"(--task {args.task})")
         else:
             checkpoints = write_finetuned_directory(args, Path(scratch), texts)
-        card, _, config = RunCard(checkpoints, "classifier").read()
-        if card.task != "classification" or card.num_class < 2 or config.use_relative_positions:
-            raise SystemExit(f"--checkpoint_dir {checkpoints}: a BERT classifier of two or more classes is measured "
-                             f"here (HF's BertForSequenceClassification holds its weights), not "
-                             f"{'NEZHA' if config.use_relative_positions else card.task}")
+        card, _, config = RunCard(checkpoints, HEADS[args.task]).read()
+        learned = config.use_relative_positions and config.relative_position_type == "learned"
+        unsupported = ("learned relative positions (HF has no such model)" if learned else
+                       "a CRF head (HF has none)" if card.use_crf else
+                       "mean pooling (HF's classifier pools [CLS])" if card.classifier_pooling != "cls" else
+                       "one class" if card.task == "classification" and card.num_class < 2 else
+                       "word tokens (HF's side reads characters)" if card.token_unit != "character" else "")
+        if unsupported:
+            raise SystemExit(f"{checkpoints}: {unsupported}; measured here: a BERT or NEZHA (functional relative "
+                             f"positions) classifier ([CLS] pooling, two or more classes) or softmax character tagger")
         args.labels, args.seq = card.labels, card.max_seq_length
+        if args.task == "ner" and args.checkpoint_dir:
+            texts = tagging_texts(texts, args.seq)
+        single_texts = texts[:args.latency_texts]
+        lengths = [len(text) for text in texts]
+        results["texts"] = {"count": len(texts), "reviews": args.texts - args.texts // 2,
+                            "peoples_daily": args.texts // 2, "latency_texts": len(single_texts),
+                            "characters": {"min": min(lengths), "median": statistics.median(lengths),
+                                           "max": max(lengths)}}
         sides = build_sides(args, checkpoints, Path(scratch))
         prepare_s = time.perf_counter() - began_all
 
@@ -516,6 +640,9 @@ def main() -> None:
         figure["p50_ms"], figure["p95_ms"] = percentile(figure["single_ms"], 50), percentile(figure["single_ms"], 95)
         figure["agreement"] = agreement(got["labels"], reference["labels"])
         figure["agreement_batch1"] = agreement(got["single_labels"], reference["labels"])
+        if args.task == "ner":
+            figure["entities_per_text"] = float(np.mean([len(entities) for entities in got["labels"]]))
+            continue
         figure["p_std"] = float(np.std(got["p_pos"]))
         figure["max_p_difference"] = float(np.max(np.abs(np.array(got["p_pos"]) - np.array(reference["p_pos"]))))
         figure["positive_share"] = float(np.mean(np.array(got["labels"]) == args.labels[-1]))
@@ -527,7 +654,9 @@ def main() -> None:
                 figure[f"p95_x_{key}"] = figure["p95_ms"] / figures[anchor]["p95_ms"]
     results.update(model={"layers": config.num_hidden_layers, "hidden": config.hidden_size,
                           "heads": config.num_attention_heads, "vocab": config.vocab_size, "seq": args.seq,
-                          "preset": args.preset or None},
+                          "preset": args.preset or None,
+                          "relative_positions": config.relative_position_type if config.use_relative_positions
+                          else None},
                    reference=reference_name, prepare_s=prepare_s, total_s=total_s, sides=figures)
 
     h = results["host"]
@@ -553,19 +682,28 @@ def main() -> None:
         print(f"{name:50s} {f['texts_per_s']:8.1f} {ratio('throughput_x_hf_eager')} "
               f"{ratio('throughput_x_ort_hf_optimized')} {f['p50_ms']:8.1f} {f['p95_ms']:8.1f} "
               f"{ratio('p50_x_hf_eager')} {ratio('p50_x_ort_hf_optimized')} {f['agreement']:6.3f} "
-              f"{f['agreement_batch1']:6.3f} {f['max_p_difference']:7.1e} {f['setup_s'] + f['export_s']:7.1f} "
-              f"{f['warmup_round_s']:7.1f}")
-    print(f"xHF: against {HF_EAGER}; xORT: against {ORT_HF_OPTIMIZED} (latency: lower is faster); agree: labels "
-          f"equal to {reference_name} at batch {args.batch}, agr b1: at batch 1; max dP: largest |P(pos) - "
-          f"reference's|; setup s: export and load; warm s: the uncounted warm-up round (MindSpore's compiles)")
+              f"{f['agreement_batch1']:6.3f} {f.get('max_p_difference', float('nan')):7.1e} "
+              f"{f['setup_s'] + f['export_s']:7.1f} {f['warmup_round_s']:7.1f}")
+    agree = ("entity F1 against" if args.task == "ner" else "labels equal to")
+    print(f"xHF: against {HF_EAGER}; xORT: against {ORT_HF_OPTIMIZED} (latency: lower is faster); agree: {agree} "
+          f"{reference_name}'s at batch {args.batch}, agr b1: at batch 1; max dP: largest |P(pos) - reference's| "
+          f"(classification); setup s: export and load; warm s: the uncounted warm-up round (MindSpore's compiles)")
+    if args.task == "ner":
+        print(f"entities per text: {figures[reference_name]['entities_per_text']:.2f} ({reference_name}); texts "
+              f"without white space, at most {args.seq - 2} characters (tagging_texts)")
+    else:
+        print_label_spread(args, figures, reference_name)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+
+
+def print_label_spread(args: argparse.Namespace, figures: dict, reference_name: str) -> None:
     positive = {name: round(f["positive_share"], 3) for name, f in figures.items()}
     spread = figures[reference_name]["p_std"]
     print(f"share of {args.labels[-1]} labels: {positive[reference_name]}, std of P({args.labels[-1]}) over the texts "
           f"{spread:.1e} ({reference_name}): int8's label agreement means little where the texts' spread is near its "
           f"max dP (random weights: pass --checkpoint_dir with a finetuned classifier)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

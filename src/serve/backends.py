@@ -50,6 +50,14 @@ def task_network(card: TaskCard, config: BertConfig) -> nn.Cell:
 
 
 class Backend(Protocol):
+    """What predict.py's pipelines run: a batch's arrays in, the task graph's outputs out."""
+
+    compiles_per_shape: bool  # a new input shape costs a compile: short batches are padded to full rows (run_rows)
+
+    def sequence_length(self, longest: int, max_seq_length: int) -> int:
+        """The length to pad a batch whose longest row has longest tokens to."""
+        ...
+
     def __call__(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:
         ...
 
@@ -71,17 +79,10 @@ def bucket_length(longest: int, max_seq_length: int) -> int:
     return min(max_seq_length, step * max(1, -(-longest // step)))
 
 
-def sequence_length(backend, longest: int, max_seq_length: int) -> int:
-    """The length to pad a batch of rows of at most longest tokens to on backend: its own choice
-    (backend.sequence_length), max_seq_length for a backend that does not say."""
-    choose = getattr(backend, "sequence_length", None)
-    return max_seq_length if choose is None else choose(longest, max_seq_length)
-
-
-def run_rows(backend, arrays: tuple[np.ndarray, ...], batch_size: int) -> list[np.ndarray]:
+def run_rows(backend: Backend, arrays: tuple[np.ndarray, ...], batch_size: int) -> list[np.ndarray]:
     """backend on a batch; on a backend that compiles per shape (backend.compiles_per_shape) a batch of fewer rows
     than batch_size is padded to it, so the rows of the last batch cost no compile of their own."""
-    if getattr(backend, "compiles_per_shape", False):
+    if backend.compiles_per_shape:
         return _fixed_batches(backend, max(batch_size, len(arrays[0])), arrays)
     return backend(*arrays)
 
@@ -105,6 +106,7 @@ class CellBackend:
     """A MindSpore cell run on int32 tensors of the batch."""
 
     graph: nn.Cell
+    compiles_per_shape = False
 
     def __call__(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> list[np.ndarray]:
         return numpy_outputs(self.graph(*(Tensor(a.astype(np.int32)) for a in (input_ids, input_mask, segment_ids))))
@@ -208,6 +210,8 @@ class OnnxBackend:
     """An ONNX file of export.py run by onnxruntime. A file with dynamic axes (export.py --batch_size 0) takes any
     batch and length; one of a fixed batch size runs a smaller batch padded to it (the padding rows dropped from
     the outputs) and a larger one in slices, at the file's length."""
+
+    compiles_per_shape = False
 
     def __init__(self, path: Path) -> None:
         import onnxruntime

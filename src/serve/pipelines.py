@@ -28,7 +28,7 @@ import numpy as np
 
 from src.data.tokenization import FullTokenizer, is_dropped
 from src.model.crf import viterbi_decode
-from src.serve.backends import Backend, run_rows, sequence_length
+from src.serve.backends import Backend, run_rows
 from src.tasks.metrics import entity_spans
 from src.tasks.squad import best_answers, convert_examples_to_features, question_on_text
 from src.tasks.task_card import TaskCard
@@ -77,7 +77,7 @@ def sorted_outputs(rows: Sequence[dict], backend: Backend, batch_size: int, max_
     order = sorted(range(len(rows)), key=lengths.__getitem__)
     outputs: list = [None] * len(rows)
     for batch in _batches(order, batch_size):
-        length = sequence_length(backend, max(lengths[i] for i in batch), max_seq_length)
+        length = backend.sequence_length(max(lengths[i] for i in batch), max_seq_length)
         arrays = tuple(array[:, :length] for array in _stack([rows[i] for i in batch]))
         for index, *row_outputs in zip(batch, *run_rows(backend, arrays, batch_size)):
             outputs[index] = row_outputs

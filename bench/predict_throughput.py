@@ -1,15 +1,21 @@
-"""Inference on raw text: predict.py's classification pipeline on each backend against every CPU peer, on the same
-weights and the same texts, batch 32 throughput and batch 1 latency, with each side's labels checked.
+"""Inference on raw text: predict.py's classification (or, with --task ner, tagging) pipeline on each backend against
+every CPU peer, on the same weights and the same texts, batch 32 throughput and batch 1 latency, with each side's
+labels (entities) checked against the float32 checkpoint's.
 
     python bench/predict_throughput.py --preset tiny --json tiny.json
     python bench/predict_throughput.py --preset base --json base.json
     python bench/predict_throughput.py [--layers 12 --hidden 768 --seq 128 --batch 32 --texts 256 --rounds 3]
+    python bench/predict_throughput.py --task ner --preset base --json ner_base.json     # a softmax tagger
+    python bench/predict_throughput.py --preset nezha-base --json nezha_base.json        # NEZHA, HF's Nezha peers
+    python bench/predict_throughput.py --task ner --checkpoint_dir RUN_DIR               # a finetuned tagger
 
 One process. A classifier of the preset's shape (or --layers x --hidden) with random weights (seeded) is written as
 a finetuned checkpoint directory (checkpoint, task card, vocab trained on the texts below), its classifier bias set
 so that half the texts get each label (random weights would give nearly all texts one label, and an agreement of
-100% would say nothing). HuggingFace's BertForSequenceClassification gets the same weights by
-src/model/conversion.py's ms_to_hf / hf_json_from_config (the project's names are HF's).
+100% would say nothing); a tagger (--task ner) of People's Daily's BIO tags gets each tag's median score centred.
+HuggingFace's Bert (Nezha) For{Sequence,Token}Classification gets the same weights by src/model/conversion.py's
+ms_to_hf / hf_json_from_config (the project's names are HF's). Tagging: see tagging_texts and
+tagging_pipeline_side for how each side gets one token a character.
 
 The texts: real reviews (data/sentiment_zh_2400.txt) and People's Daily text (data/peoples_daily_199801_
 head2500.txt, POS tags removed; every fourth line a whole paragraph, the others split at sentence ends), half

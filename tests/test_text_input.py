@@ -224,11 +224,15 @@ def test_predict_input_with_bom_and_crlf_reads_the_clean_texts(tmp_path, monkeyp
 
 class StandInTagger:
     labels = ("O", "B-PER", "I-PER")
+    compiles_per_shape = False  # a Backend (src/serve/backends.py) that pads every batch to max_seq_length
 
     def __init__(self, tokenizer: FullTokenizer) -> None:
         self.unk = tokenizer.vocab["[UNK]"]
         self.name_ids = tokenizer.convert_tokens_to_ids(list(NAME))
         self.inputs: list[list[int]] = []
+
+    def sequence_length(self, longest, max_seq_length):
+        return max_seq_length
 
     def __call__(self, input_ids, input_mask, segment_ids):
         for ids, mask in zip(input_ids, input_mask):

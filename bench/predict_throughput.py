@@ -139,6 +139,7 @@ def tagging_texts(texts: list[str], seq: int) -> list[str]:
 def peoples_daily_calibration(path: Path, count: int) -> Path:
     """The last count lines of the People's Daily sample as cluener_json with their gold entities (export.py
     --quantize int8 scores int8 against float32 on them)."""
+    from src.serve.pipelines import cluener_label
     from src.tasks.metrics import entity_spans
     from src.tasks.task_files import peoples_daily_bio
 
@@ -146,10 +147,10 @@ def peoples_daily_calibration(path: Path, count: int) -> Path:
     rows = []
     for line in [line for line in lines if line.strip()][-count:]:
         characters, tags = peoples_daily_bio(line)
-        text, label = "".join(characters), {}
-        for entity_type, first, last in sorted(entity_spans(tags), key=lambda span: span[1]):
-            label.setdefault(entity_type, {}).setdefault(text[first:last + 1], []).append([first, last])
-        rows.append(json.dumps({"text": text, "label": label}, ensure_ascii=False))
+        text = "".join(characters)
+        entities = [{"type": entity_type, "start": first, "end": last + 1, "text": text[first:last + 1]}
+                    for entity_type, first, last in sorted(entity_spans(tags), key=lambda span: span[1])]
+        rows.append(json.dumps({"text": text, "label": cluener_label(entities)}, ensure_ascii=False))
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 

@@ -27,7 +27,7 @@ from src.tasks.squad import (
 )
 from src.tasks.task_card import TaskCard
 from src.tasks.task_files import load_label2id, read_classification, read_msra_xml, read_ner
-from tests.helpers import DATA, NER_SEQ
+from tests.helpers import DATA, NER_SEQ, PadsToMax
 from tools import split_labeled_text
 
 BOM = b"\xef\xbb\xbf"
@@ -222,17 +222,13 @@ def test_predict_input_with_bom_and_crlf_reads_the_clean_texts(tmp_path, monkeyp
 # is a stand-in that tags by input id: the name's characters I-PER, [UNK] B-PER (as a model that never saw [UNK]
 # at a sentence start tagged the BOM), everything else O; it records what it was given.
 
-class StandInTagger:
+class StandInTagger(PadsToMax):
     labels = ("O", "B-PER", "I-PER")
-    compiles_per_shape = False  # a Backend (src/serve/backends.py) that pads every batch to max_seq_length
 
     def __init__(self, tokenizer: FullTokenizer) -> None:
         self.unk = tokenizer.vocab["[UNK]"]
         self.name_ids = tokenizer.convert_tokens_to_ids(list(NAME))
         self.inputs: list[list[int]] = []
-
-    def sequence_length(self, longest, max_seq_length):
-        return max_seq_length
 
     def __call__(self, input_ids, input_mask, segment_ids):
         for ids, mask in zip(input_ids, input_mask):

@@ -22,6 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 TINY = str(ROOT / "configs" / "finetune_tiny.yaml")  # the tiny finetuning run config
 
+SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+             max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
+             attention_probs_dropout_prob=0.0)
+
+
 class PadsToMax:
     """The Backend protocol's length members (src/serve/backends.py) for a test backend that pads every batch to
     max_seq_length, as a fixed-shape graph does."""
@@ -30,11 +35,6 @@ class PadsToMax:
 
     def sequence_length(self, longest: int, max_seq_length: int) -> int:
         return max_seq_length
-
-
-SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-             max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
-             attention_probs_dropout_prob=0.0)
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

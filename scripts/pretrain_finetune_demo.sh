@@ -11,11 +11,24 @@
 # ner,sentiment, 7000 steps (the sentiment model's). scripts/quickstart.sh runs it with fewer steps, one seed and NER.
 set -eo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TASKS=${5:-ner,sentiment}
+NER_MODEL=false SENTIMENT_MODEL=false
+for TASK in ${TASKS//,/ }; do
+    case $TASK in
+        ner) NER_MODEL=true ;;
+        sentiment) SENTIMENT_MODEL=true ;;
+        *) echo "pretrain_finetune_demo.sh: unknown task '$TASK' (5th argument): pass ner, sentiment or ner,sentiment" >&2
+           exit 1 ;;
+    esac
+done
+for STEPS_ARGUMENT in "2 ${2:-9000}" "6 ${6:-7000}"; do
+    [[ ${STEPS_ARGUMENT#* } =~ ^[1-9][0-9]*$ ]] || { echo "pretrain_finetune_demo.sh: pretraining steps \
+'${STEPS_ARGUMENT#* }' (argument ${STEPS_ARGUMENT%% *}) is not a positive integer" >&2; exit 1; }
+done
 OUT=$(mkdir -p "${1:-$ROOT/output/pretrain_finetune_demo}" && cd "${1:-$ROOT/output/pretrain_finetune_demo}" && pwd)
 STEPS=${2:-9000}
 SEEDS=${3:-0,1,2}
 SIZES=${4:-100,500,2000}
-TASKS=${5:-ner,sentiment}
 SENTIMENT_STEPS=${6:-7000}
 source "$ROOT/scripts/setup_env.sh" requirements.txt
 cd "$ROOT"
@@ -37,15 +50,6 @@ stage() {  # stage TITLE EXPECTED_SECONDS
 SEED_COUNT=$(tr ',' '\n' <<< "$SEEDS" | wc -l)
 TASK_COUNT=$(tr ',' '\n' <<< "$TASKS" | wc -l)
 LABELS=$(( $(tr ',' '+' <<< "$SIZES") ))
-NER_MODEL=false SENTIMENT_MODEL=false
-for TASK in ${TASKS//,/ }; do
-    case $TASK in
-        ner) NER_MODEL=true ;;
-        sentiment) SENTIMENT_MODEL=true ;;
-        *) echo "pretrain_finetune_demo.sh: unknown task '$TASK' (5th argument): pass ner, sentiment or ner,sentiment" >&2
-           exit 1 ;;
-    esac
-done
 
 stage "1/5 held-out test sets, labeled training sets (sizes $SIZES, seeds $SEEDS), unlabeled pretraining text" \
     $((SPLIT_S + SPLIT_SEED_S * SEED_COUNT))

@@ -119,6 +119,20 @@ def test_mean_pooling_classifier_reads_the_mean_of_the_real_tokens():
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["300", "0", "500", "nerr"], "unknown task 'nerr' (5th argument)"),
+    (["0", "0", "500", "ner"], "pretraining steps '0' (argument 2) is not a positive integer"),
+    (["300", "0", "500", "sentiment", "7k"], "pretraining steps '7k' (argument 6) is not a positive integer"),
+])
+def test_demo_refuses_bad_arguments_before_any_work(tmp_path, argv, message):
+    out = tmp_path / "demo"
+    result = subprocess.run(["bash", str(DEMO), str(out), *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr.startswith("pretrain_finetune_demo.sh: ") and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not out.exists()
+
+
 def test_split_refuses_a_text_without_label(tmp_path):
     bad = tmp_path / "reviews.tsv"
     bad.write_text("pos\tgood\nno tab here\n", encoding="utf-8")
